@@ -1,0 +1,69 @@
+"""The public API a plugin may use (core API version `API_VERSION`).
+
+Importing it applies the BasicSR compat patches, so plugins import it before any `basicsr` module.
+Everything listed in `__all__` follows the stability promise in docs/writing-plugins.md: it changes
+only with a new API major version.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import srode_plugins.compat  # noqa: F401  (makes `import basicsr` work; must come first)
+from srode_plugins import API_VERSION, __version__
+from srode_plugins.checkpoints import atomic_save, load_network_weights
+from srode_plugins.components import build_component, list_components, load_component
+from srode_plugins.data.demo import DemoPaths, demo_dataset, demo_options
+from srode_plugins.errors import (
+    DuplicateComponentError,
+    MissingWeightsError,
+    OptionError,
+    PluginLoadError,
+    SrodeError,
+    TrainingAborted,
+    UnknownComponentError,
+)
+from srode_plugins.inference import self_ensemble, tiled_forward
+from srode_plugins.weights import resolve_weights, torch_cache_checkpoints
+
+
+def get_component(kind: str, name: str) -> object:
+    """The object registered as `name` of `kind` ("archs", "models", "samplers", ...), imported on first use."""
+    return load_component(kind, name)
+
+
+def select_device(preference: str = "auto") -> torch.device:
+    """`auto`: CUDA when present, else CPU. Anything else is passed to torch.device (e.g. "cuda:1")."""
+    if preference in ("auto", "", None):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(preference)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise OptionError(f"device '{preference}' requested but CUDA is not available; use 'auto' or 'cpu'",
+                          key="device")
+    return device
+
+
+__all__ = [
+    "API_VERSION",
+    "DemoPaths",
+    "DuplicateComponentError",
+    "MissingWeightsError",
+    "OptionError",
+    "PluginLoadError",
+    "SrodeError",
+    "TrainingAborted",
+    "UnknownComponentError",
+    "__version__",
+    "atomic_save",
+    "build_component",
+    "demo_dataset",
+    "demo_options",
+    "get_component",
+    "list_components",
+    "load_network_weights",
+    "resolve_weights",
+    "select_device",
+    "self_ensemble",
+    "tiled_forward",
+    "torch_cache_checkpoints",
+]

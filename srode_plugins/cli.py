@@ -1,0 +1,166 @@
+"""The `basicsr` command (also `python -m srode_plugins`).
+
+Discovery commands (`--help`, `plugins list`, `options list`) import neither torch nor any plugin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from srode_plugins import __version__
+from srode_plugins.discovery import catalog
+from srode_plugins.errors import SrodeError
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-opt", "--opt", required=True, help="path to the YAML option file")
+    parser.add_argument("--demo", action="store_true", help="use the embedded demo data instead of the datasets")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override an option, e.g. --set train.total_iter=100 (repeatable)")
+    parser.add_argument("--force_yml", nargs="+", default=[], metavar="KEY:PATH=VALUE",
+                        help="BasicSR-style overrides (train:total_iter=100); same as --set")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="basicsr",
+        description="srode: BasicSR training/testing with plugin model families.",
+        epilog="Plugin commands: " + (", ".join(sorted(_plugin_commands())) or "(none installed)"),
+    )
+    parser.add_argument("--version", action="version", version=f"srode-plugins {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train a model from an option file")
+    _add_run_arguments(train)
+    train.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none",
+                       help="'pytorch' under torchrun for DDP (nccl with CUDA, gloo without)")
+    train.add_argument("--auto_resume", "--auto-resume", action="store_true",
+                       help="resume from the newest training state of this experiment")
+    train.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+
+    test = sub.add_parser("test", help="evaluate a model from an option file")
+    _add_run_arguments(test)
+    test.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (x8 cost)")
+
+    infer = sub.add_parser("infer", help="upsample images with a trained model")
+    infer.add_argument("-opt", "--opt", help="option file whose network_g / path.pretrain_network_g to use")
+    infer.add_argument("--arch", help="arch name (instead of -opt), e.g. EDSR")
+    infer.add_argument("--arch-opt", action="append", default=[], metavar="KEY=VALUE",
+                       help="arch constructor argument (repeatable), e.g. --arch-opt num_block=16")
+    infer.add_argument("--weights", help="checkpoint (.pth) for --arch (params_ema, else params)")
+    infer.add_argument("--scale", type=int, help="upscaling factor (default: the option's scale or 4)")
+    infer.add_argument("--input", required=True, help="image file or folder")
+    infer.add_argument("--output", required=True, help="output folder")
+    infer.add_argument("--tile", type=int, default=0, help="tile size in LR pixels (0: whole image)")
+    infer.add_argument("--overlap", type=int, default=16, help="tile overlap in LR pixels")
+    infer.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations")
+    infer.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1, ...")
+
+    demo = sub.add_parser("demo", help="train a small model on the embedded demo data and compare with bicubic")
+    demo.add_argument("--scale", type=int, default=4, choices=[2, 3, 4])
+    demo.add_argument("--iters", type=int, default=None, help="training iterations (default: a ~3 minute run)")
+    demo.add_argument("--out", default="demo_results", help="folder for the comparison PNGs and table")
+
+    plugins = sub.add_parser("plugins", help="list, check or create plugins")
+    plugins_sub = plugins.add_subparsers(dest="plugins_command", metavar="ACTION", required=True)
+    plugins_list = plugins_sub.add_parser("list", help="installed plugins, their components and status")
+    plugins_list.add_argument("--deep", action="store_true", help="also import every component to check it")
+    check = plugins_sub.add_parser("check", help="import one plugin and run its self-check")
+    check.add_argument("name", help="distribution name, e.g. srode-plugin-node")
+
+    opts = sub.add_parser("options", help="option files shipped inside installed plugins")
+    opts_sub = opts.add_subparsers(dest="options_command", metavar="ACTION", required=True)
+    opts_sub.add_parser("list", help="list shipped option files")
+    copy = opts_sub.add_parser("copy", help="copy a shipped option file to edit it")
+    copy.add_argument("name", help="name from `basicsr options list`")
+    copy.add_argument("dest", nargs="?", default="options", help="file or folder (default: ./options/)")
+
+    data = sub.add_parser("data", help="dataset preparation")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    prepare = data_sub.add_parser("prepare", help="HR folder -> bicubic LR (MATLAB-style), crops, LMDB")
+    from srode_plugins.data.prepare import add_prepare_arguments
+
+    add_prepare_arguments(prepare)
+    return parser
+
+
+def _plugin_commands() -> dict[str, str]:
+    commands: dict[str, str] = {}
+    for info in catalog().plugins.values():
+        commands.update(info.commands)
+    return commands
+
+
+def _run_plugin_command(name: str, argv: list[str]) -> int:
+    target = _plugin_commands()[name]
+    module_name, _, attr = target.partition(":")
+    import srode_plugins.compat  # noqa: F401  (plugin commands may import basicsr)
+
+    main = getattr(importlib.import_module(module_name), attr or "main")
+    return int(main(argv) or 0)
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    return list(args.overrides) + [entry.replace(":", ".") for entry in args.force_yml]
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from srode_plugins import commands
+
+    if args.command == "train":
+        from srode_plugins.engine.train import train
+
+        train(args.opt, overrides=_overrides(args), demo=args.demo, launcher=args.launcher,
+              auto_resume=args.auto_resume)
+        return 0
+    if args.command == "test":
+        from srode_plugins.engine.test import test
+
+        test(args.opt, overrides=_overrides(args), demo=args.demo, self_ensemble=args.self_ensemble)
+        return 0
+    if args.command == "infer":
+        return commands.infer(args)
+    if args.command == "demo":
+        from srode_plugins.demo_job import run_demo
+
+        run_demo(scale=args.scale, iters=args.iters, out_dir=args.out)
+        return 0
+    if args.command == "plugins":
+        if args.plugins_command == "list":
+            return commands.plugins_list(deep=args.deep)
+        return commands.plugins_check(args.name)
+    if args.command == "options":
+        if args.options_command == "list":
+            return commands.options_list()
+        return commands.options_copy(args.name, args.dest)
+    if args.command == "data":
+        from srode_plugins.data.prepare import run_prepare
+
+        return run_prepare(args)
+    raise AssertionError(args.command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in _plugin_commands():
+            return _run_plugin_command(argv[0], argv[1:])
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        return _dispatch(args)
+    except SrodeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"\ninterrupted: {exc}" if str(exc) else "\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

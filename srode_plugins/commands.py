@@ -1,0 +1,203 @@
+"""The small CLI commands: plugins list/check, options list/copy, infer."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import shutil
+from pathlib import Path
+from typing import Any
+
+from srode_plugins.discovery import Catalog, PluginInfo, catalog
+from srode_plugins.errors import SrodeError
+
+# ---------------------------------------------------------------- plugins
+
+
+def _print_plugin(info: PluginInfo) -> None:
+    api = f", core API {info.api_required}" if info.api_required else ""
+    print(f"{info.distribution} {info.version}{api}  [{info.status}]")
+    for kind in sorted(info.components):
+        names = ", ".join(sorted(c.name for c in info.components[kind]))
+        print(f"    {kind:<14} {names}")
+    if info.options:
+        print(f"    {'options':<14} {', '.join(sorted(info.options))}")
+    if info.commands:
+        print(f"    {'commands':<14} {', '.join(f'basicsr {c}' for c in sorted(info.commands))}")
+
+
+def _deep_check(info: PluginInfo) -> None:
+    from srode_plugins.components import load_component
+
+    for kind, comps in sorted(info.components.items()):
+        for comp in comps:
+            try:
+                load_component(kind, comp.name)
+            except SrodeError as exc:
+                info.problems.append(str(exc).split(": ", 1)[-1])
+                return
+
+
+def plugins_list(deep: bool = False) -> int:
+    cat: Catalog = catalog()
+    if not cat.plugins:
+        print("No srode plugins installed. First-party ones: pip install srode-plugin-baselines "
+              "srode-plugin-node srode-plugin-rk4gan srode-plugin-resshift")
+        return 0
+    for info in sorted(cat.plugins.values(), key=lambda i: (i.distribution != "srode-plugins", i.distribution)):
+        if deep and info.ok:
+            _deep_check(info)
+        _print_plugin(info)
+    return 0 if all(i.ok for i in cat.plugins.values()) else 1
+
+
+def _find_plugin(name: str) -> PluginInfo:
+    wanted = name.lower().replace("_", "-")
+    plugins = catalog().plugins
+    for key in (wanted, f"srode-plugin-{wanted}"):
+        if key in plugins:
+            return plugins[key]
+    raise SrodeError(f"no installed plugin named '{name}'. Installed: {', '.join(sorted(plugins)) or '(none)'}")
+
+
+def plugins_check(name: str) -> int:
+    info = _find_plugin(name)
+    _deep_check(info)
+    if not info.ok:
+        print(f"{info.distribution}: {info.status}")
+        return 1
+    loaded = sum(len(c) for c in info.components.values())
+    summary = f"{loaded} component(s) import"
+    if info.selfcheck:
+        module_name, _, attr = info.selfcheck.partition(":")
+        try:
+            result = getattr(importlib.import_module(module_name), attr or "run")()
+        except Exception as exc:  # the self-check's failure is the answer, not a crash
+            print(f"{info.distribution}: broken: self-check failed: {type(exc).__name__}: {exc}")
+            return 1
+        summary += f"; self-check: {result}"
+    print(f"{info.distribution} {info.version}: ok ({summary})")
+    return 0
+
+
+# ---------------------------------------------------------------- options
+
+
+def _options_folder(value: str) -> Path | None:
+    """`pkg.options` -> the folder, located without importing the package."""
+    parts = value.split(":")[0].strip().split(".")
+    spec = importlib.util.find_spec(parts[0])
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]).joinpath(*parts[1:])
+    return folder if folder.is_dir() else None
+
+
+def shipped_options() -> dict[str, Path]:
+    """{'<short>/<stem>': path} for every option file shipped by installed plugins."""
+    found: dict[str, Path] = {}
+    for info in catalog().plugins.values():
+        for short, value in info.options.items():
+            folder = _options_folder(value)
+            if folder is None:
+                continue
+            for path in sorted(folder.rglob("*.yml")):
+                found[f"{short}/{path.relative_to(folder).with_suffix('').as_posix()}"] = path
+    return found
+
+
+def options_list() -> int:
+    found = shipped_options()
+    if not found:
+        print("No option files shipped by installed plugins.")
+        return 0
+    width = max(len(k) for k in found)
+    for name, path in sorted(found.items()):
+        print(f"{name:<{width}}  {path}")
+    return 0
+
+
+def options_copy(name: str, dest: str) -> int:
+    found = shipped_options()
+    matches = [k for k in found if k == name or k.split("/", 1)[1] == name or Path(k).name == name.removesuffix(".yml")]
+    if len(matches) != 1:
+        hint = f"several match: {', '.join(matches)}" if matches else "see `basicsr options list`"
+        raise SrodeError(f"option file '{name}': {hint}")
+    source = found[matches[0]]
+    target = Path(dest)
+    if target.suffix not in (".yml", ".yaml"):
+        target = target / source.name
+    if target.exists():
+        raise SrodeError(f"'{target}' exists; give another destination or delete it first")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    print(f"{matches[0]} -> {target}")
+    return 0
+
+
+# ---------------------------------------------------------------- infer
+
+
+def _input_images(path: Path) -> list[Path]:
+    suffixes = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        images = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
+        if images:
+            return images
+        raise SrodeError(f"--input '{path}' holds no images ({', '.join(sorted(suffixes))})")
+    raise SrodeError(f"--input '{path}' does not exist")
+
+
+def _parse_kwargs(entries: list[str]) -> dict[str, Any]:
+    import yaml
+
+    kwargs = {}
+    for entry in entries:
+        key, sep, value = entry.partition("=")
+        if not sep:
+            raise SrodeError(f"--arch-opt '{entry}' must look like key=value")
+        kwargs[key.strip()] = yaml.safe_load(value)
+    return kwargs
+
+
+def _network_from_args(args: argparse.Namespace) -> tuple[Any, int]:
+    from srode_plugins.checkpoints import load_network_weights
+    from srode_plugins.components import build_component
+    from srode_plugins.options import load
+
+    if args.opt:
+        opts = load(args.opt)
+        network_opt = opts.opt.get("network_g")
+        if not isinstance(network_opt, dict):
+            raise opts.error("missing: infer needs the generator description", "network_g")
+        net = build_component("archs", network_opt, file=str(opts.file), key="network_g")
+        weights = args.weights or (opts.opt.get("path") or {}).get("pretrain_network_g")
+        if not weights:
+            raise opts.error("no weights: set path.pretrain_network_g or pass --weights", "path.pretrain_network_g")
+        scale = args.scale or int(opts.opt.get("scale", 4))
+    elif args.arch:
+        if not args.weights:
+            raise SrodeError("--arch needs --weights PATH.pth")
+        net = build_component("archs", {"type": args.arch, **_parse_kwargs(args.arch_opt)}, key="--arch")
+        weights, scale = args.weights, args.scale or 4
+    else:
+        raise SrodeError("infer needs -opt FILE.yml or --arch NAME --weights FILE.pth")
+    load_network_weights(net, weights, option_key="--weights / path.pretrain_network_g")
+    return net, scale
+
+
+def infer(args: argparse.Namespace) -> int:
+    import srode_plugins.compat  # noqa: F401
+    from srode_plugins.api import select_device
+    from srode_plugins.inference import upsample_images
+
+    images = _input_images(Path(args.input))
+    net, scale = _network_from_args(args)
+    device = select_device(args.device)
+    outputs = upsample_images(net, images, Path(args.output), scale, tile=args.tile or None, overlap=args.overlap,
+                              self_ensemble=args.self_ensemble, device=device)
+    print(f"{len(outputs)} image(s) written to {args.output} (x{scale}, device {device})")
+    return 0

@@ -1,0 +1,480 @@
+"""Every fix srode needs in upstream BasicSR 1.4.2 (PyPI), in one place.
+
+Each `_fix_*` function says what breaks, patches it only when the upstream code still has the problem
+(a no-op once upstream is fixed) and returns whether it patched. `apply()` runs them all once;
+`import srode_plugins.compat` is enough to make `import basicsr` work on current torch / torchvision.
+Each fix has a test in tests/test_core_compat.py that fails without it.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from srode_plugins.errors import DuplicateComponentError, MissingWeightsError
+from srode_plugins.weights import resolve_weights
+
+APPLIED: dict[str, bool] = {}
+ORIGINALS: dict[str, Any] = {}
+
+VGG_WEIGHT_FILES = {"vgg19": "vgg19-dcbb9e9d.pth", "vgg16": "vgg16-397923af.pth", "vgg19_bn": "vgg19_bn-c79401a0.pth"}
+RANDOM_INIT_ENV = "SRODE_RANDOM_INIT_PRETRAINED"
+
+
+def _source_has(obj: Any, needle: str) -> bool:
+    try:
+        return needle in inspect.getsource(obj)
+    except (OSError, TypeError):
+        return False
+
+
+def _fix_functional_tensor() -> bool:
+    # torchvision 0.17 removed torchvision.transforms.functional_tensor; basicsr.data.degradations imports
+    # rgb_to_grayscale from it, so `import basicsr` fails. Alias the module to its private successor.
+    if importlib.util.find_spec("torchvision") is None:
+        return False
+    try:
+        if importlib.util.find_spec("torchvision.transforms.functional_tensor") is not None:
+            return False
+    except ModuleNotFoundError:
+        pass
+    successor = importlib.import_module("torchvision.transforms._functional_tensor")
+    sys.modules["torchvision.transforms.functional_tensor"] = successor
+    return True
+
+
+def _fix_registry() -> bool:
+    # Registry._do_register uses a bare `assert` on duplicates (silent under `python -O`, no hint which
+    # object won) and Registry.get `print`s on a fallback lookup. Raise a named error; stay quiet.
+    from basicsr.utils.registry import Registry
+
+    if not _source_has(Registry._do_register, "assert"):
+        return False
+    ORIGINALS["Registry._do_register"] = Registry._do_register
+
+    def _do_register(self: Registry, name: str, obj: Any, suffix: str | None = None) -> None:
+        if isinstance(suffix, str):
+            name = name + "_" + suffix
+        existing = self._obj_map.get(name)
+        if existing is not None and existing is not obj:
+            raise DuplicateComponentError(
+                f"Two objects are registered as '{name}' in BasicSR's '{self._name}' registry: "
+                f"{_qualname(existing)} and {_qualname(obj)}. Rename one of them."
+            )
+        self._obj_map[name] = obj
+
+    def get(self: Registry, name: str, suffix: str = "basicsr") -> Any:
+        found = self._obj_map.get(name)
+        if found is None:
+            found = self._obj_map.get(name + "_" + suffix)
+        if found is None:
+            raise KeyError(f"No object named '{name}' found in '{self._name}' registry!")
+        return found
+
+    Registry._do_register = _do_register
+    Registry.get = get
+    return True
+
+
+def _qualname(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def _fix_ordered_yaml() -> bool:
+    # ordered_yaml() adds an OrderedDict constructor to yaml.CLoader / yaml.Loader themselves, changing how
+    # every other library's yaml.load behaves in the process. Return private subclasses instead.
+    import yaml
+    from basicsr.utils import options
+
+    if not _source_has(options.ordered_yaml, "Loader.add_constructor"):
+        return False
+    ORIGINALS["options.ordered_yaml"] = options.ordered_yaml
+    base_loader = getattr(yaml, "CLoader", yaml.Loader)
+    base_dumper = getattr(yaml, "CDumper", yaml.Dumper)
+
+    class OrderedLoader(base_loader):  # type: ignore[misc, valid-type]
+        pass
+
+    class OrderedDumper(base_dumper):  # type: ignore[misc, valid-type]
+        pass
+
+    mapping_tag = yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG
+    OrderedLoader.add_constructor(
+        mapping_tag, lambda loader, node: collections.OrderedDict(loader.construct_pairs(node))
+    )
+    OrderedDumper.add_representer(
+        collections.OrderedDict, lambda dumper, data: dumper.represent_dict(data.items())
+    )
+
+    def ordered_yaml() -> tuple[type, type]:
+        return OrderedLoader, OrderedDumper
+
+    options.ordered_yaml = ordered_yaml
+    return True
+
+
+def _fix_perceptual_l2() -> bool:
+    # PerceptualLoss(criterion='l2') calls torch.nn.L2loss, which never existed (AttributeError).
+    from basicsr.losses import basic_loss
+
+    init = basic_loss.PerceptualLoss.__init__
+    if not _source_has(init, "L2loss"):
+        return False
+    ORIGINALS["PerceptualLoss.__init__"] = init
+
+    def __init__(self: Any, *args: Any, criterion: str = "l1", **kwargs: Any) -> None:
+        init(self, *args, criterion="l1" if criterion == "l2" else criterion, **kwargs)
+        if criterion == "l2":
+            import torch
+
+            self.criterion_type = "l2"
+            self.criterion = torch.nn.MSELoss()
+
+    basic_loss.PerceptualLoss.__init__ = __init__
+    return True
+
+
+def _fix_get_optimizer() -> bool:
+    # BaseModel.get_optimizer knows only Adam. Accept any torch.optim optimizer by class name (AdamW, SGD, ...).
+    from basicsr.models.base_model import BaseModel
+
+    if not _source_has(BaseModel.get_optimizer, "NotImplementedError"):
+        return False
+    ORIGINALS["BaseModel.get_optimizer"] = BaseModel.get_optimizer
+
+    def get_optimizer(self: Any, optim_type: str, params: Any, lr: float, **kwargs: Any) -> Any:
+        import torch
+
+        optimizer_class = getattr(torch.optim, optim_type, None)
+        if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, torch.optim.Optimizer)):
+            known = sorted(
+                n for n, c in vars(torch.optim).items() if isinstance(c, type) and issubclass(c, torch.optim.Optimizer)
+                and c is not torch.optim.Optimizer
+            )
+            raise ValueError(
+                f"option 'train.optim_*.type': unknown optimizer '{optim_type}'. Known: {', '.join(known)}."
+            )
+        return optimizer_class(params, lr=lr, **kwargs)
+
+    BaseModel.get_optimizer = get_optimizer
+    return True
+
+
+class _LocalVGGFactory:
+    """Stands in for `torchvision.models.vgg` inside basicsr.archs.vgg_arch.
+
+    VGGFeatureExtractor calls `vgg.vgg19(pretrained=True)`: torchvision no longer accepts `pretrained`
+    (TypeError) and would download the weights. Here the weights come from disk only.
+    """
+
+    def __init__(self, torchvision_vgg: Any, legacy_path: str) -> None:
+        self._vgg = torchvision_vgg
+        self._legacy_path = legacy_path
+
+    def __getattr__(self, vgg_type: str) -> Callable[..., Any]:
+        builder = getattr(self._vgg, vgg_type)
+
+        def build(pretrained: bool = False, **kwargs: Any) -> Any:
+            net = builder(weights=None, **kwargs)
+            if not pretrained or os.environ.get(RANDOM_INIT_ENV) == "1":
+                return net
+            weights = resolve_weights(
+                os.environ.get("SRODE_VGG_WEIGHTS"),
+                what=f"VGG perceptual loss ({vgg_type})",
+                option_key="SRODE_VGG_WEIGHTS (environment)",
+                default_name=VGG_WEIGHT_FILES.get(vgg_type, f"{vgg_type}.pth"),
+                disable_hint="remove 'train.perceptual_opt' from the option file to train without the perceptual loss",
+                extra_candidates=(Path(self._legacy_path).resolve(),),
+            )
+            import torch
+
+            net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            return net
+
+        return build
+
+
+def _fix_vgg_weights() -> bool:
+    # See _LocalVGGFactory.
+    from basicsr.archs import vgg_arch
+
+    if not _source_has(vgg_arch.VGGFeatureExtractor.__init__, "pretrained=True"):
+        return False
+    if isinstance(vgg_arch.vgg, _LocalVGGFactory):
+        return True
+    ORIGINALS["vgg_arch.vgg"] = vgg_arch.vgg
+    vgg_arch.vgg = _LocalVGGFactory(vgg_arch.vgg, vgg_arch.VGG_PRETRAIN_PATH)
+    return True
+
+
+def _fix_init_dist() -> bool:
+    # init_dist('pytorch') picks the GPU as RANK % device_count (ZeroDivisionError on CPU, wrong GPU on
+    # multi-node) and always uses nccl. Use LOCAL_RANK, and gloo when CUDA is absent.
+    from basicsr.utils import dist_util, options
+
+    if not _source_has(dist_util._init_dist_pytorch, "RANK"):
+        return False
+    ORIGINALS["dist_util.init_dist"] = dist_util.init_dist
+
+    def init_dist(launcher: str, backend: str | None = None, **kwargs: Any) -> None:
+        import torch
+        import torch.distributed as dist
+
+        if launcher not in ("pytorch", "slurm"):
+            raise ValueError(f"Invalid launcher type: {launcher}")
+        if launcher == "slurm":
+            ORIGINALS["dist_util.init_dist"](launcher, backend=backend or "nccl", **kwargs)
+            return
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        dist.init_process_group(backend=backend or ("nccl" if torch.cuda.is_available() else "gloo"), **kwargs)
+
+    dist_util.init_dist = init_dist
+    options.init_dist = init_dist
+    return True
+
+
+def _fix_model_to_device() -> bool:
+    # BaseModel.model_to_device wraps DDP with device_ids=[torch.cuda.current_device()], which fails on a
+    # CPU (gloo) run. On CPU, DDP takes device_ids=None.
+    from basicsr.models.base_model import BaseModel
+
+    if not _source_has(BaseModel.model_to_device, "torch.cuda.current_device()"):
+        return False
+    ORIGINALS["BaseModel.model_to_device"] = BaseModel.model_to_device
+
+    def model_to_device(self: Any, net: Any) -> Any:
+        from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+        net = net.to(self.device)
+        if self.opt["dist"]:
+            find_unused = self.opt.get("find_unused_parameters", False)
+            device_ids = [self.device.index or 0] if self.device.type == "cuda" else None
+            return DistributedDataParallel(net, device_ids=device_ids, find_unused_parameters=find_unused)
+        if self.opt["num_gpu"] > 1:
+            return DataParallel(net)
+        return net
+
+    BaseModel.model_to_device = model_to_device
+    return True
+
+
+def _fix_resume_on_cpu() -> bool:
+    # basicsr.train.load_resume_state maps the state with torch.cuda.current_device() (fails without CUDA)
+    # and --auto_resume looks for experiments/ relative to the working directory, not opt['root_path'].
+    import basicsr.train as upstream_train
+
+    if not _source_has(upstream_train.load_resume_state, "current_device"):
+        return False
+    ORIGINALS["train.load_resume_state"] = upstream_train.load_resume_state
+
+    def load_resume_state(opt: dict) -> dict | None:
+        import torch
+
+        from srode_plugins.checkpoints import latest_training_state
+
+        path = None
+        if opt["auto_resume"]:
+            root = opt.get("root_path") or os.getcwd()
+            path = latest_training_state(Path(root) / "experiments" / opt["name"] / "training_states")
+            if path is not None:
+                opt["path"]["resume_state"] = str(path)
+        elif opt["path"].get("resume_state"):
+            path = opt["path"]["resume_state"]
+        if path is None:
+            return None
+        device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else "cpu"
+        state = torch.load(path, map_location=device, weights_only=False)
+        upstream_train.check_resume(opt, state["iter"])
+        return state
+
+    upstream_train.load_resume_state = load_resume_state
+    return True
+
+
+def _fix_scheduler_state_loading() -> bool:
+    # torch >= 2.6 loads with weights_only=True; MultiStepRestartLR keeps its milestones in a
+    # collections.Counter, so a saved training state cannot be loaded back. Allow Counter.
+    import torch.serialization
+
+    add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
+    if add_safe_globals is None:
+        return False
+    add_safe_globals([collections.Counter])
+    return True
+
+
+# ---------------------------------------------------------------- extensions (behaviour srode adds)
+# Not upstream bugs: the seams the engine needs, kept beside the fixes so every patch is in one place.
+
+
+def _extend_atomic_saves() -> bool:
+    # BaseModel.save_network / save_training_state write with a bare torch.save (retry loop): a crash
+    # mid-write leaves a truncated file. Write through a temp file + rename; the training state also
+    # carries the engine's own state (GradScaler, guards) when the engine provides it.
+    from basicsr.models.base_model import BaseModel
+
+    from srode_plugins.checkpoints import atomic_save
+
+    if getattr(BaseModel.save_network, "_srode", False):
+        return True
+    ORIGINALS["BaseModel.save_network"] = BaseModel.save_network
+    ORIGINALS["BaseModel.save_training_state"] = BaseModel.save_training_state
+
+    def save_network(self: Any, net: Any, net_label: str, current_iter: int, param_key: Any = "params") -> None:
+        from basicsr.utils.dist_util import get_dist_info
+
+        if get_dist_info()[0] != 0:
+            return
+        nets = net if isinstance(net, list) else [net]
+        keys = param_key if isinstance(param_key, list) else [param_key]
+        if len(nets) != len(keys):
+            raise ValueError("save_network: the lengths of net and param_key differ")
+        payload = {}
+        for net_, key in zip(nets, keys):
+            state = self.get_bare_model(net_).state_dict()
+            payload[key] = {k.removeprefix("module."): v.detach().cpu() for k, v in state.items()}
+        label = "latest" if current_iter == -1 else current_iter
+        atomic_save(payload, Path(self.opt["path"]["models"]) / f"{net_label}_{label}.pth")
+
+    def save_training_state(self: Any, epoch: int, current_iter: int) -> None:
+        from basicsr.utils.dist_util import get_dist_info
+
+        if current_iter == -1 or get_dist_info()[0] != 0:
+            return
+        state = {
+            "epoch": epoch,
+            "iter": current_iter,
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "schedulers": [s.state_dict() for s in self.schedulers],
+        }
+        extra = getattr(self, "srode_extra_state", None)
+        if callable(extra):
+            state["srode"] = extra()
+        atomic_save(state, Path(self.opt["path"]["training_states"]) / f"{current_iter}.state")
+
+    save_network._srode = True  # type: ignore[attr-defined]
+    BaseModel.save_network = save_network
+    BaseModel.save_training_state = save_training_state
+    return True
+
+
+def _extend_bare_model() -> bool:
+    # `train.compile` wraps networks in torch.compile's OptimizedModule; saving and EMA must see the
+    # original module (state-dict keys without '_orig_mod.').
+    from basicsr.models.base_model import BaseModel
+
+    if getattr(BaseModel.get_bare_model, "_srode", False):
+        return True
+    original = BaseModel.get_bare_model
+    ORIGINALS["BaseModel.get_bare_model"] = original
+
+    def get_bare_model(self: Any, net: Any) -> Any:
+        net = original(self, net)
+        return getattr(net, "_orig_mod", net)
+
+    get_bare_model._srode = True  # type: ignore[attr-defined]
+    BaseModel.get_bare_model = get_bare_model
+    return True
+
+
+def _extend_schedulers() -> bool:
+    # BaseModel.setup_schedulers knows two schedulers. Also accept srode / plugin LR schedulers
+    # (entry-point group srode.lr_schedulers) and any torch.optim.lr_scheduler class by name.
+    from basicsr.models.base_model import BaseModel
+
+    if getattr(BaseModel.setup_schedulers, "_srode", False):
+        return True
+    original = BaseModel.setup_schedulers
+    ORIGINALS["BaseModel.setup_schedulers"] = original
+
+    def setup_schedulers(self: Any) -> None:
+        import torch
+
+        from srode_plugins.components import STOCK_LR_SCHEDULERS, load_component
+
+        scheduler_opt = dict(self.opt["train"]["scheduler"])
+        name = scheduler_opt.pop("type")
+        if name in STOCK_LR_SCHEDULERS:
+            original(self)
+            return
+        factory = getattr(torch.optim.lr_scheduler, name, None)
+        if not isinstance(factory, type):
+            factory = load_component("lr_schedulers", name, key="train.scheduler.type")
+        for optimizer in self.optimizers:
+            self.schedulers.append(factory(optimizer, **scheduler_opt))
+
+    setup_schedulers._srode = True  # type: ignore[attr-defined]
+    BaseModel.setup_schedulers = setup_schedulers
+    return True
+
+
+def _extend_load_network_errors() -> bool:
+    # BaseModel.load_network with strict=True ends in torch's long RuntimeError listing every key. Name the
+    # option and the checkpoint, and list the first few missing / unexpected / mis-shaped keys.
+    from basicsr.models.base_model import BaseModel
+
+    if getattr(BaseModel.load_network, "_srode", False):
+        return True
+    original = BaseModel.load_network
+    ORIGINALS["BaseModel.load_network"] = original
+
+    def load_network(self: Any, net: Any, load_path: str, strict: bool = True, param_key: str = "params") -> None:
+        from srode_plugins.checkpoints import describe_mismatch, read_state_dict
+        from srode_plugins.errors import OptionError
+
+        if not Path(load_path).is_file():
+            raise OptionError(f"checkpoint '{load_path}' does not exist", key="path.pretrain_network_*")
+        if strict:
+            problems = describe_mismatch(self.get_bare_model(net).state_dict(), read_state_dict(load_path, param_key))
+            if problems:
+                raise OptionError(
+                    f"checkpoint '{load_path}' does not match the network: {problems}. Check the network options "
+                    f"or set path.strict_load_g: false.", key="path.pretrain_network_*")
+        original(self, net, load_path, strict, param_key)
+
+    load_network._srode = True  # type: ignore[attr-defined]
+    BaseModel.load_network = load_network
+    return True
+
+
+_FIXES_BEFORE_IMPORT: tuple[Callable[[], bool], ...] = (_fix_functional_tensor,)
+_FIXES: tuple[Callable[[], bool], ...] = (
+    _fix_registry,
+    _fix_ordered_yaml,
+    _fix_perceptual_l2,
+    _fix_get_optimizer,
+    _fix_vgg_weights,
+    _fix_init_dist,
+    _fix_model_to_device,
+    _fix_resume_on_cpu,
+    _fix_scheduler_state_loading,
+    _extend_atomic_saves,
+    _extend_bare_model,
+    _extend_schedulers,
+    _extend_load_network_errors,
+)
+
+
+def apply() -> dict[str, bool]:
+    """Apply every fix once (idempotent). Returns {fix name: patched?}."""
+    if APPLIED:
+        return APPLIED
+    for fix in _FIXES_BEFORE_IMPORT:
+        APPLIED[fix.__name__] = fix()
+    importlib.import_module("basicsr")
+    for fix in _FIXES:
+        APPLIED[fix.__name__] = fix()
+    return APPLIED
+
+
+__all__ = ["APPLIED", "ORIGINALS", "MissingWeightsError", "apply"]
+
+apply()

@@ -1,0 +1,148 @@
+"""Turning a loaded option file into the option dict BasicSR models expect, for train or test."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+from srode_plugins import options as options_mod
+from srode_plugins.components import load_component
+from srode_plugins.discovery import catalog
+from srode_plugins.options import OptionFile, coerce_number, require
+
+TRAIN_INT_KEYS = ("train.total_iter", "train.warmup_iter", "logger.print_freq", "logger.save_checkpoint_freq",
+                  "val.val_freq", "manual_seed", "scale")
+
+
+def resolve_device_count(opts: OptionFile) -> int:
+    """`num_gpu: auto` (or absent) -> number of visible CUDA devices (0 = CPU)."""
+    import torch
+
+    value = opts.opt.get("num_gpu", "auto")
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if value in ("auto", None):
+        return available
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise opts.error(f"value {value!r}: use 'auto' (CUDA when present, else CPU) or a whole number >= 0",
+                         "num_gpu")
+    if value > available:
+        from basicsr.utils import get_root_logger
+
+        get_root_logger().warning(f"num_gpu: {value} but {available} CUDA device(s) visible: using {available}.")
+        return available
+    return value
+
+
+def resolve_components(opts: OptionFile) -> None:
+    """Import (only) the plugin modules the option file names; unknown names raise a helpful error."""
+    file = str(opts.file)
+    refs = list(options_mod.component_references(opts.opt))
+    refs += list(options_mod.extra_kind_references(opts.opt, catalog().kinds()))
+    for kind, name, key in refs:
+        load_component(kind, name, file=file, key=key)
+
+
+def validate_common(opts: OptionFile, is_train: bool) -> None:
+    require(opts, "name", str, "Give the experiment a name, e.g. `name: EDSR_x4_demo`.")
+    require(opts, "model_type", str, "Name the model class, e.g. `model_type: SRModel`.")
+    require(opts, "network_g", dict, "Describe the generator, e.g. `network_g: {type: EDSR, ...}`.")
+    datasets = require(opts, "datasets", dict, "Add `datasets:` with a train (and val) or test entries.")
+    for key in TRAIN_INT_KEYS:
+        coerce_number(opts, key, int)
+    for key in list((opts.opt.get("train") or {}).keys()):
+        if key.startswith("optim_"):
+            coerce_number(opts, f"train.{key}.lr", float)
+            coerce_number(opts, f"train.{key}.weight_decay", float)
+    coerce_number(opts, "train.ema_decay", float)
+    if is_train:
+        if "train" not in datasets:
+            raise opts.error("training needs a 'train' dataset", "datasets.train")
+        require(opts, "train", dict, "Add a `train:` section (optimizers, losses, total_iter).")
+        require(opts, "train.total_iter", int, "How many iterations to train, e.g. `total_iter: 1000`.")
+        coerce_number(opts, "datasets.train.batch_size_per_gpu", int)
+        require(opts, "datasets.train.batch_size_per_gpu", int, "e.g. `batch_size_per_gpu: 16`.")
+    for phase in datasets:
+        if phase.split("_")[0] not in ("train", "val", "test"):
+            raise opts.error("dataset phases are 'train', 'val*' or 'test*'", f"datasets.{phase}")
+        require(opts, f"datasets.{phase}.type", str, "e.g. `type: PairedImageDataset`.")
+        datasets[phase].setdefault("name", phase)
+
+
+def fill_defaults(opt: dict[str, Any], is_train: bool) -> None:
+    opt.setdefault("path", {})
+    for key in ("pretrain_network_g", "resume_state"):
+        opt["path"].setdefault(key, None)
+    opt["path"].setdefault("strict_load_g", True)
+    logger = opt.setdefault("logger", {})
+    logger.setdefault("print_freq", 100)
+    logger.setdefault("save_checkpoint_freq", 5000)
+    logger.setdefault("use_tb_logger", False)
+    if "val" in opt and opt["val"] is not None:
+        opt["val"].setdefault("save_img", False)
+        opt["val"].setdefault("suffix", None)
+    if not is_train:
+        opt.setdefault("val", {"save_img": True, "suffix": None})
+    for phase, dataset in opt["datasets"].items():
+        dataset["phase"] = phase.split("_")[0]
+        if "scale" in opt:
+            dataset["scale"] = opt["scale"]
+        dataset.setdefault("io_backend", {"type": "disk"})
+
+
+def set_run_paths(opt: dict[str, Any], root: Path, is_train: bool) -> None:
+    if is_train:
+        exp = root / "experiments" / opt["name"]
+        opt["path"].update(experiments_root=str(exp), models=str(exp / "models"),
+                           training_states=str(exp / "training_states"), log=str(exp),
+                           visualization=str(exp / "visualization"))
+    else:
+        res = root / "results" / opt["name"]
+        opt["path"].update(results_root=str(res), log=str(res), visualization=str(res / "visualization"))
+
+
+def prepare(opts: OptionFile, *, is_train: bool, root: Path, demo: bool = False, dist: bool = False,
+            auto_resume: bool = False) -> dict[str, Any]:
+    """Validate, resolve components and paths, and fill what BasicSR models read from `opt`."""
+    if demo:
+        options_mod.use_demo_data(opts)
+    validate_common(opts, is_train)
+    resolve_components(opts)
+    options_mod.resolve_dataset_paths(opts)
+    options_mod.resolve_pretrained_paths(opts)
+    opt = opts.opt
+    fill_defaults(opt, is_train)
+    opt["num_gpu"] = resolve_device_count(opts)
+    opt["is_train"] = is_train
+    opt["dist"] = dist
+    opt["auto_resume"] = auto_resume
+    opt["root_path"] = str(root)
+    opt["opt_file"] = str(opts.file)
+    from basicsr.utils.dist_util import get_dist_info
+
+    opt["rank"], opt["world_size"] = get_dist_info()
+    if opt.get("manual_seed") is None:
+        opt["manual_seed"] = random.randint(1, 10000)
+    set_run_paths(opt, root, is_train)
+    return opt
+
+
+def seed_everything(opt: dict[str, Any]) -> None:
+    from basicsr.utils import set_random_seed
+
+    set_random_seed(int(opt["manual_seed"]) + int(opt["rank"]))
+
+
+def init_distributed(launcher: str) -> bool:
+    """`--launcher pytorch` under torchrun: nccl with CUDA, gloo without. Returns whether distributed."""
+    if launcher == "none":
+        return False
+    from basicsr.utils.dist_util import init_dist
+
+    if launcher == "pytorch" and "RANK" not in os.environ:
+        from srode_plugins.errors import SrodeError
+
+        raise SrodeError("--launcher pytorch needs torchrun: torchrun --nproc_per_node N -m srode_plugins train ...")
+    init_dist(launcher)
+    return True

@@ -1,0 +1,165 @@
+"""Standard SR evaluation: PSNR / SSIM with `scale` border pixels cropped, on Y (BT.601) or on RGB.
+
+The numbers come from BasicSR's own `calculate_psnr` / `calculate_ssim` (so they match `basicsr test` and
+published tables); this module pairs SR outputs with HR images, crops HR to a multiple of the scale, and
+prints per-image rows plus their mean as Markdown or a rich table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+import srode_plugins.compat  # noqa: F401  (before any basicsr import)
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+Channel = Literal["y", "rgb"]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """PSNR (dB) and SSIM of one SR image against its HR reference."""
+
+    name: str
+    psnr: float
+    ssim: float
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Per-image scores, their mean, and the protocol they were measured with."""
+
+    rows: list[ImageScore]
+    mean: ImageScore
+    scale: int
+    channel: Channel
+
+
+def _check_channel(channel: str) -> None:
+    if channel not in ("y", "rgb"):
+        raise ValueError(f"channel='{channel}' is not an evaluation channel; use 'y' (BT.601 luma) or 'rgb'.")
+
+
+def psnr_ssim(sr: np.ndarray, hr: np.ndarray, scale: int, channel: Channel = "y") -> tuple[float, float]:
+    """PSNR (dB, peak 255) and SSIM of `sr` against `hr` with `scale` pixels cropped from every border.
+
+    Args:
+        sr: (H, W, 3) BGR as cv2 reads it, values in [0, 255] (uint8 or float).
+        hr: (H', W', 3) BGR; when larger than `sr` by less than `scale` (HR not divisible by the scale)
+            its top-left (H, W) part is used, as BasicSR's mod-crop does.
+        scale: upscaling factor, also the border crop in pixels.
+        channel: "y" for BT.601 luma (the standard protocol) or "rgb" for all three channels.
+
+    Returns:
+        (psnr, ssim); psnr is inf for identical images.
+    """
+    from basicsr.metrics import calculate_psnr, calculate_ssim
+
+    _check_channel(channel)
+    height, width = sr.shape[:2]
+    if not (0 <= hr.shape[0] - height < scale and 0 <= hr.shape[1] - width < scale):
+        raise ValueError(
+            f"SR size {sr.shape[:2]} does not match HR size {hr.shape[:2]} at scale {scale}: "
+            "the HR image must be the SR size or larger by less than the scale."
+        )
+    hr = hr[:height, :width]
+    options = {"crop_border": scale, "input_order": "HWC", "test_y_channel": channel == "y"}
+    return float(calculate_psnr(sr, hr, **options)), float(calculate_ssim(sr, hr, **options))
+
+
+def _images_in(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Image folder '{folder}' does not exist.")
+    return sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _hr_partner(sr_path: Path, hr_by_stem: dict[str, Path], scale: int, sr_suffix: str) -> Path:
+    stem = sr_path.stem.removesuffix(sr_suffix) if sr_suffix else sr_path.stem
+    # SR outputs of DIV2K-style LR files keep the LR name: 0801x4.png -> HR 0801.png.
+    for candidate in (stem, stem.removesuffix(f"x{scale}")):
+        if candidate in hr_by_stem:
+            return hr_by_stem[candidate]
+    raise FileNotFoundError(
+        f"No HR image for SR output '{sr_path.name}' (looked for '{stem}.*' and '{stem.removesuffix(f'x{scale}')}.*'"
+        f" in the HR folder). If the outputs carry a suffix such as '_EDSR', pass it as sr_suffix."
+    )
+
+
+def _read(path: Path) -> np.ndarray:
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FileNotFoundError(f"Cannot read image '{path}': missing or not an image cv2 can decode.")
+    return image
+
+
+def evaluate_folder(
+    sr_dir: Path, hr_dir: Path, scale: int, channel: Channel = "y", sr_suffix: str = ""
+) -> EvaluationResult:
+    """Score every image in `sr_dir` against its HR partner in `hr_dir` (same stem, or the stem without
+    `sr_suffix` and a DIV2K-style `x<scale>`), with `psnr_ssim`.
+
+    Returns:
+        Rows sorted by file name and their mean (PSNR averaged in dB, as SR papers report it).
+    """
+    _check_channel(channel)
+    sr_paths = _images_in(sr_dir)
+    if not sr_paths:
+        raise FileNotFoundError(f"SR folder '{sr_dir}' holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+    hr_by_stem = {path.stem: path for path in _images_in(hr_dir)}
+    rows = []
+    for sr_path in sr_paths:
+        hr_path = _hr_partner(sr_path, hr_by_stem, scale, sr_suffix)
+        psnr, ssim = psnr_ssim(_read(sr_path), _read(hr_path), scale, channel)
+        rows.append(ImageScore(sr_path.stem, psnr, ssim))
+    mean = ImageScore("mean", float(np.mean([r.psnr for r in rows])), float(np.mean([r.ssim for r in rows])))
+    return EvaluationResult(rows, mean, scale, channel)
+
+
+def _format_psnr(value: float) -> str:
+    return "inf" if math.isinf(value) else f"{value:.2f}"
+
+
+def _headers(result: EvaluationResult) -> tuple[str, str, str]:
+    channel = "Y" if result.channel == "y" else "RGB"
+    return "image", f"PSNR {channel} (dB)", f"SSIM {channel}"
+
+
+def to_markdown(result: EvaluationResult) -> str:
+    """A Markdown table: one row per image, then the mean in bold; PSNR to 0.01 dB, SSIM to 4 places."""
+    image, psnr, ssim = _headers(result)
+    lines = [
+        f"Scale x{result.scale}, {result.scale} border pixels cropped.",
+        "",
+        f"| {image} | {psnr} | {ssim} |",
+        "| --- | ---: | ---: |",
+    ]
+    lines += [f"| {row.name} | {_format_psnr(row.psnr)} | {row.ssim:.4f} |" for row in result.rows]
+    mean = result.mean
+    lines.append(f"| **{mean.name}** | **{_format_psnr(mean.psnr)}** | **{mean.ssim:.4f}** |")
+    return "\n".join(lines) + "\n"
+
+
+def to_rich_table(result: EvaluationResult) -> Table:
+    """The same table as `to_markdown` as a rich Table for the console."""
+    from rich.table import Table
+
+    image, psnr, ssim = _headers(result)
+    table = Table(title=f"x{result.scale}, {result.scale}-pixel border cropped", show_footer=False)
+    table.add_column(image)
+    table.add_column(psnr, justify="right")
+    table.add_column(ssim, justify="right")
+    for row in result.rows:
+        table.add_row(row.name, _format_psnr(row.psnr), f"{row.ssim:.4f}")
+    table.add_section()
+    mean = result.mean
+    table.add_row(mean.name, _format_psnr(mean.psnr), f"{mean.ssim:.4f}", style="bold")
+    return table

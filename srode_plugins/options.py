@@ -1,0 +1,237 @@
+"""Option files: load, validate and prepare them for BasicSR, with errors that name file, key and value.
+
+Unlike BasicSR's `parse_options`, this does no argument parsing, distributed init or seeding, never
+`exec`s user input, and resolves relative paths against the working directory, then the option file.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from srode_plugins.errors import OptionError
+
+DEMO_SCHEME = "demo://"
+DATAROOT_KEYS = ("dataroot_gt", "dataroot_lq", "meta_info_file")
+PATH_KEYS_CHECKED = ("pretrain_network_g", "pretrain_network_d", "resume_state")
+
+
+@dataclass
+class OptionFile:
+    """A loaded option file: the (mutable) option dict and where it came from."""
+
+    opt: dict[str, Any]
+    file: Path
+
+    def error(self, message: str, key: str | None = None) -> OptionError:
+        return OptionError(message, file=str(self.file), key=key)
+
+
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML option file into plain dicts; syntax errors carry line and column."""
+    file = Path(path)
+    if not file.is_file():
+        raise OptionError(f"option file not found (cwd: {os.getcwd()}). Check the path given to -opt.", file=str(file))
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise OptionError(f"YAML syntax error{where}: {exc.problem}. Fix the file and run again.", file=str(file)) from exc
+    if not isinstance(data, dict):
+        raise OptionError("an option file must be a YAML mapping (key: value lines)", file=str(file))
+    return data
+
+
+def load(path: str | os.PathLike[str], overrides: list[str] | None = None) -> OptionFile:
+    opts = OptionFile(opt=load_yaml(path), file=Path(path).resolve())
+    for entry in overrides or []:
+        apply_override(opts, entry)
+    return opts
+
+
+def apply_override(opts: OptionFile, entry: str) -> None:
+    """Apply `a.b.c=value` (value parsed as YAML, so `3`, `1e-4`, `[1, 2]`, `~` work)."""
+    if "=" not in entry:
+        raise opts.error(f"override '{entry}' must look like key.path=value, e.g. train.total_iter=100")
+    key_path, raw = entry.split("=", 1)
+    keys = [k for k in key_path.strip().replace(":", ".").split(".") if k]
+    if not keys:
+        raise opts.error(f"override '{entry}' names no key")
+    node = opts.opt
+    for depth, key in enumerate(keys[:-1]):
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise opts.error(f"cannot set '{key_path}': '{'.'.join(keys[:depth + 1])}' is not a mapping", key_path)
+        node = child
+    node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+
+
+def get_path(opt: dict[str, Any], key_path: str, default: Any = None) -> Any:
+    node: Any = opt
+    for key in key_path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+# ---------------------------------------------------------------- component references
+
+
+def component_references(opt: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """Yield (kind, name, key path) for every component an option dict names."""
+    if opt.get("model_type"):
+        yield "models", str(opt["model_type"]), "model_type"
+    for key, value in opt.items():
+        if key.startswith("network_") and isinstance(value, dict) and "type" in value:
+            yield "archs", str(value["type"]), f"{key}.type"
+    for phase, dataset in (opt.get("datasets") or {}).items():
+        if isinstance(dataset, dict) and "type" in dataset:
+            yield "datasets", str(dataset["type"]), f"datasets.{phase}.type"
+    train = opt.get("train") or {}
+    for key, value in train.items():
+        if not isinstance(value, dict) or "type" not in value:
+            continue
+        if key.endswith("_opt"):
+            yield "losses", str(value["type"]), f"train.{key}.type"
+        elif key == "scheduler":
+            yield "lr_schedulers", str(value["type"]), "train.scheduler.type"
+    for name, metric in ((opt.get("val") or {}).get("metrics") or {}).items():
+        if isinstance(metric, dict) and "type" in metric:
+            yield "metrics", str(metric["type"]), f"val.metrics.{name}.type"
+
+
+def extra_kind_references(opt: dict[str, Any], kinds: list[str]) -> Iterator[tuple[str, str, str]]:
+    """References to plugin-defined kinds: a mapping under key `sampler` (or `samplers.x`) is a `samplers` one."""
+    by_singular = {k[:-1] if k.endswith("s") else k: k for k in kinds}
+
+    def walk(node: Any, path: list[str]) -> Iterator[tuple[str, str, str]]:
+        if isinstance(node, dict):
+            if "type" in node and path:
+                for part in reversed(path):
+                    kind = by_singular.get(part) or (part if part in kinds else None)
+                    if kind and kind not in ("archs", "models", "losses", "datasets", "metrics", "lr_schedulers"):
+                        yield kind, str(node["type"]), ".".join(path + ["type"])
+                        break
+            for key, value in node.items():
+                yield from walk(value, path + [str(key)])
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                yield from walk(value, path + [str(i)])
+
+    yield from walk(opt, [])
+
+
+# ---------------------------------------------------------------- validation helpers
+
+
+def require(opts: OptionFile, key_path: str, kind: type | tuple[type, ...], hint: str) -> Any:
+    value = get_path(opts.opt, key_path)
+    if value is None:
+        raise opts.error(f"missing. {hint}", key_path)
+    if not isinstance(value, kind):
+        raise opts.error(f"value {value!r} has the wrong type ({type(value).__name__}). {hint}", key_path)
+    return value
+
+
+def coerce_number(opts: OptionFile, key_path: str, to: type) -> None:
+    """Turn YAML strings like '2e-4' (PyYAML reads them as strings) into numbers, or fail naming the key."""
+    keys = key_path.split(".")
+    parent = get_path(opts.opt, ".".join(keys[:-1])) if len(keys) > 1 else opts.opt
+    if not isinstance(parent, dict) or keys[-1] not in parent or parent[keys[-1]] is None:
+        return
+    value = parent[keys[-1]]
+    if isinstance(value, bool):
+        raise opts.error(f"value {value!r} must be a number", key_path)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise opts.error(f"value {value!r} must be a number", key_path) from None
+    if to is int:
+        if number != int(number):
+            raise opts.error(f"value {value!r} must be a whole number", key_path)
+        parent[keys[-1]] = int(number)
+    else:
+        parent[keys[-1]] = number
+
+
+def resolve_path(opts: OptionFile, key_path: str, value: str, must_exist: bool = True) -> str:
+    """Expand ~ and demo://; a relative path is tried against the cwd, then the option file's folder."""
+    if value.startswith(DEMO_SCHEME):
+        from srode_plugins.data.demo import resolve_demo_uri
+
+        try:
+            return str(resolve_demo_uri(value))
+        except ValueError as exc:
+            raise opts.error(str(exc), key_path) from exc
+    path = Path(os.path.expanduser(value))
+    candidates = [path] if path.is_absolute() else [Path.cwd() / path, opts.file.parent / path]
+    for candidate in candidates:
+        if candidate.exists():
+            return str(candidate.resolve())
+    if not must_exist:
+        return str(candidates[0])
+    tried = " or ".join(f"'{c}'" for c in candidates)
+    raise opts.error(
+        f"path '{value}' does not exist (tried {tried}). Fix the path, prepare the data with "
+        f"`basicsr data prepare`, or run on the embedded demo data with --demo.",
+        key_path,
+    )
+
+
+def resolve_dataset_paths(opts: OptionFile) -> None:
+    for phase, dataset in (opts.opt.get("datasets") or {}).items():
+        if not isinstance(dataset, dict):
+            raise opts.error("each dataset must be a mapping with at least 'name' and 'type'", f"datasets.{phase}")
+        for key in DATAROOT_KEYS:
+            value = dataset.get(key)
+            if isinstance(value, str):
+                dataset[key] = resolve_path(opts, f"datasets.{phase}.{key}", value)
+            elif isinstance(value, list):
+                dataset[key] = [resolve_path(opts, f"datasets.{phase}.{key}.{i}", v) for i, v in enumerate(value)]
+
+
+def resolve_pretrained_paths(opts: OptionFile) -> None:
+    for key, value in (opts.opt.get("path") or {}).items():
+        if isinstance(value, str) and any(key.startswith(k) for k in PATH_KEYS_CHECKED):
+            opts.opt["path"][key] = resolve_path(opts, f"path.{key}", value)
+
+
+def use_demo_data(opts: OptionFile) -> None:
+    """Point every dataset of the option at the embedded demo data (same scale)."""
+    from srode_plugins.data.demo import demo_dataset
+
+    scale = int(opts.opt.get("scale", 4))
+    paths = demo_dataset(scale)
+    datasets = opts.opt.setdefault("datasets", {})
+    for phase, dataset in list(datasets.items()):
+        is_train = phase.split("_")[0] == "train"
+        dataset.update(
+            name=dataset.get("name", "demo") if not is_train else "demo_train",
+            dataroot_gt=str(paths.train_hr if is_train else paths.val_hr),
+            dataroot_lq=str(paths.train_lr if is_train else paths.val_lr),
+            io_backend={"type": "disk"},
+            filename_tmpl="{}",
+        )
+        if dataset.get("type") in (None, "PairedImageDataset", "SingleImageDataset") or is_train:
+            dataset.setdefault("type", "PairedImageDataset")
+        dataset.pop("meta_info_file", None)
+        if is_train:
+            dataset["gt_size"] = min(int(dataset.get("gt_size", 96)), 96 * scale // 4 if scale >= 4 else 96)
+            dataset["num_worker_per_gpu"] = min(int(dataset.get("num_worker_per_gpu", 0)), 2)
+    if "val" in opts.opt and not any(p.split("_")[0] == "val" for p in datasets):
+        datasets["val"] = {"name": "demo_val", "type": "PairedImageDataset", "dataroot_gt": str(paths.val_hr),
+                           "dataroot_lq": str(paths.val_lr), "io_backend": {"type": "disk"}, "filename_tmpl": "{}"}
+
+
+def copy_opt(opt: dict[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy(opt)
