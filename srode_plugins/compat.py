@@ -9,6 +9,7 @@ Each fix has a test in tests/test_core_compat.py that fails without it.
 from __future__ import annotations
 
 import collections
+import difflib
 import importlib
 import importlib.util
 import inspect
@@ -58,6 +59,7 @@ def _fix_registry() -> bool:
     if not _source_has(Registry._do_register, "assert"):
         return False
     ORIGINALS["Registry._do_register"] = Registry._do_register
+    ORIGINALS["Registry.get"] = Registry.get
 
     def _do_register(self: Registry, name: str, obj: Any, suffix: str | None = None) -> None:
         if isinstance(suffix, str):
@@ -152,14 +154,19 @@ def _fix_get_optimizer() -> bool:
     def get_optimizer(self: Any, optim_type: str, params: Any, lr: float, **kwargs: Any) -> Any:
         import torch
 
+        from srode_plugins.errors import OptionError
+
         optimizer_class = getattr(torch.optim, optim_type, None)
         if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, torch.optim.Optimizer)):
             known = sorted(
                 n for n, c in vars(torch.optim).items() if isinstance(c, type) and issubclass(c, torch.optim.Optimizer)
                 and c is not torch.optim.Optimizer
             )
-            raise ValueError(
-                f"option 'train.optim_*.type': unknown optimizer '{optim_type}'. Known: {', '.join(known)}."
+            close = difflib.get_close_matches(str(optim_type), known, n=3, cutoff=0.5)
+            did_you_mean = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise OptionError(
+                f"unknown optimizer '{optim_type}'.{did_you_mean} Known (torch.optim): {', '.join(known)}.",
+                key="train.optim_*.type",
             )
         return optimizer_class(params, lr=lr, **kwargs)
 
@@ -182,9 +189,9 @@ class _LocalVGGFactory:
         builder = getattr(self._vgg, vgg_type)
 
         def build(pretrained: bool = False, **kwargs: Any) -> Any:
-            net = builder(weights=None, **kwargs)
             if not pretrained or os.environ.get(RANDOM_INIT_ENV) == "1":
-                return net
+                return builder(weights=None, **kwargs)
+            # Find the file before building the network: a missing file fails at once, not after seconds of init.
             weights = resolve_weights(
                 os.environ.get("SRODE_VGG_WEIGHTS"),
                 what=f"VGG perceptual loss ({vgg_type})",
@@ -195,6 +202,7 @@ class _LocalVGGFactory:
             )
             import torch
 
+            net = builder(weights=None, **kwargs)
             net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
             return net
 
@@ -268,7 +276,8 @@ def _fix_model_to_device() -> bool:
 
 def _fix_resume_on_cpu() -> bool:
     # basicsr.train.load_resume_state maps the state with torch.cuda.current_device() (fails without CUDA)
-    # and --auto_resume looks for experiments/ relative to the working directory, not opt['root_path'].
+    # and --auto_resume looks for experiments/ relative to the working directory, not where the states are
+    # written (path.training_states, which parse_options derives from the root path).
     import basicsr.train as upstream_train
 
     if not _source_has(upstream_train.load_resume_state, "current_device"):
@@ -282,8 +291,10 @@ def _fix_resume_on_cpu() -> bool:
 
         path = None
         if opt["auto_resume"]:
-            root = opt.get("root_path") or os.getcwd()
-            path = latest_training_state(Path(root) / "experiments" / opt["name"] / "training_states")
+            folder = opt["path"].get("training_states") or (
+                Path(opt.get("root_path") or os.getcwd()) / "experiments" / opt["name"] / "training_states"
+            )
+            path = latest_training_state(folder)
             if path is not None:
                 opt["path"]["resume_state"] = str(path)
         elif opt["path"].get("resume_state"):

@@ -19,22 +19,27 @@ META_GROUPS = ("api", "options", "plugin", "commands")
 BASICSR_KINDS = ("archs", "models", "losses", "datasets", "metrics")
 CORE_DISTRIBUTION = "srode-plugins"
 
-# First-party component names, for the `pip install` hint of an unknown-type error.
-FIRST_PARTY_HINTS: dict[str, str] = {
-    "srode_baselines": "srode-plugin-baselines",
-    "srode_node": "srode-plugin-node",
-    "srode_rk4gan": "srode-plugin-rk4gan",
-    "srode_resshift": "srode-plugin-resshift",
-}
+# Components of the first-party plugins (kept in step with their pyproject.toml entry points by
+# tests/test_core_discovery.py), for the `pip install` hint of an unknown-type error.
 FIRST_PARTY_COMPONENTS: dict[str, str] = {
     "NODESRNet": "srode-plugin-node",
     "NODESRModel": "srode-plugin-node",
     "RK4DualAttnRDN": "srode-plugin-rk4gan",
     "SRGANDiscriminator": "srode-plugin-rk4gan",
+    "DualAttentionRCAN": "srode-plugin-rk4gan",
+    "LocalVGGPerceptualLoss": "srode-plugin-rk4gan",
     "UNetModelSwin": "srode-plugin-resshift",
     "ContinuousResShiftModel": "srode-plugin-resshift",
-    "HeunSampler": "srode-plugin-resshift",
+    "VQAutoencoderF4": "srode-plugin-resshift",
+    "PixelSpaceAutoencoder": "srode-plugin-resshift",
+    "DiscretePowerSchedule": "srode-plugin-resshift",
+    "ContinuousPowerSchedule": "srode-plugin-resshift",
+    "ExponentialSchedule": "srode-plugin-resshift",
+    "DiscreteResShiftSampler": "srode-plugin-resshift",
     "EulerSampler": "srode-plugin-resshift",
+    "HeunSampler": "srode-plugin-resshift",
+    "EulerMaruyamaSampler": "srode-plugin-resshift",
+    "DPMSolverPP2MSampler": "srode-plugin-resshift",
 }
 
 
@@ -165,7 +170,9 @@ def _find_conflicts(plugins: dict[str, PluginInfo]) -> dict[tuple[str, str], lis
 def _check_plugin(info: PluginInfo, conflicts: dict[tuple[str, str], list[Component]]) -> None:
     if _canonical(info.distribution) != CORE_DISTRIBUTION:
         if info.api_required is None:
-            info.problems.append(f"declares no core API version (entry point group 'srode.api'); core has {API_VERSION}")
+            info.problems.append(
+                f"declares no core API version (entry point group 'srode.api'); core has {API_VERSION}"
+            )
         elif not api_compatible(info.api_required):
             info.problems.append(
                 f"needs srode core API {info.api_required}, this core provides {API_VERSION}: "

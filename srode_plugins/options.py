@@ -7,7 +7,9 @@ Unlike BasicSR's `parse_options`, this does no argument parsing, distributed ini
 from __future__ import annotations
 
 import copy
+import math
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,17 @@ from srode_plugins.errors import OptionError
 DEMO_SCHEME = "demo://"
 DATAROOT_KEYS = ("dataroot_gt", "dataroot_lq", "meta_info_file")
 PATH_KEYS_CHECKED = ("pretrain_network_g", "pretrain_network_d", "resume_state")
+
+
+class OptionLoader(yaml.SafeLoader):
+    """Safe YAML loading that also reads `2e-4` as a float (PyYAML's YAML 1.1 rules need `2.0e-4`)."""
+
+
+OptionLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 @dataclass
@@ -39,11 +52,12 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not file.is_file():
         raise OptionError(f"option file not found (cwd: {os.getcwd()}). Check the path given to -opt.", file=str(file))
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        data = yaml.load(file.read_text(encoding="utf-8"), Loader=OptionLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise OptionError(f"YAML syntax error{where}: {exc.problem}. Fix the file and run again.", file=str(file)) from exc
+        raise OptionError(f"YAML syntax error{where}: {exc.problem}. Fix the file and run again.",
+                          file=str(file)) from exc
     if not isinstance(data, dict):
         raise OptionError("an option file must be a YAML mapping (key: value lines)", file=str(file))
     return data
@@ -72,7 +86,7 @@ def apply_override(opts: OptionFile, entry: str) -> None:
         if not isinstance(child, dict):
             raise opts.error(f"cannot set '{key_path}': '{'.'.join(keys[:depth + 1])}' is not a mapping", key_path)
         node = child
-    node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    node[keys[-1]] = yaml.load(raw, Loader=OptionLoader) if raw.strip() else ""
 
 
 def get_path(opt: dict[str, Any], key_path: str, default: Any = None) -> Any:
@@ -111,24 +125,31 @@ def component_references(opt: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
 
 
 def extra_kind_references(opt: dict[str, Any], kinds: list[str]) -> Iterator[tuple[str, str, str]]:
-    """References to plugin-defined kinds: a mapping under key `sampler` (or `samplers.x`) is a `samplers` one."""
-    by_singular = {k[:-1] if k.endswith("s") else k: k for k in kinds}
+    """References to plugin-defined kinds: a mapping under key `sampler` or `samplers`, or one entry of a
+    `samplers` mapping or list (`samplers.fast`, `samplers.0`), is a `samplers` one. Only the nearest keys
+    count, so a `type:` nested inside a sampler's own options is not taken for a sampler."""
+    plugin_kinds = [k for k in kinds if k not in ("archs", "models", "losses", "datasets", "metrics", "lr_schedulers")]
+    by_key = {k[:-1] if k.endswith("s") else k: k for k in plugin_kinds} | {k: k for k in plugin_kinds}
 
-    def walk(node: Any, path: list[str]) -> Iterator[tuple[str, str, str]]:
+    def kind_of(path: list[str], parent_is_component: bool) -> str | None:
+        if path and path[-1] in by_key:
+            return by_key[path[-1]]
+        if len(path) >= 2 and path[-2] in plugin_kinds and not parent_is_component:
+            return path[-2]
+        return None
+
+    def walk(node: Any, path: list[str], parent_is_component: bool) -> Iterator[tuple[str, str, str]]:
         if isinstance(node, dict):
-            if "type" in node and path:
-                for part in reversed(path):
-                    kind = by_singular.get(part) or (part if part in kinds else None)
-                    if kind and kind not in ("archs", "models", "losses", "datasets", "metrics", "lr_schedulers"):
-                        yield kind, str(node["type"]), ".".join(path + ["type"])
-                        break
+            kind = kind_of(path, parent_is_component) if "type" in node else None
+            if kind:
+                yield kind, str(node["type"]), ".".join(path + ["type"])
             for key, value in node.items():
-                yield from walk(value, path + [str(key)])
+                yield from walk(value, path + [str(key)], "type" in node)
         elif isinstance(node, list):
             for i, value in enumerate(node):
-                yield from walk(value, path + [str(i)])
+                yield from walk(value, path + [str(i)], False)
 
-    yield from walk(opt, [])
+    yield from walk(opt, [], False)
 
 
 # ---------------------------------------------------------------- validation helpers
@@ -152,13 +173,16 @@ def coerce_number(opts: OptionFile, key_path: str, to: type) -> None:
     value = parent[keys[-1]]
     if isinstance(value, bool):
         raise opts.error(f"value {value!r} must be a number", key_path)
+    example = f"e.g. `{keys[-1]}: {1000 if to is int else 2e-4}`"
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise opts.error(f"value {value!r} must be a number", key_path) from None
+        raise opts.error(f"value {value!r} must be a number, {example}", key_path) from None
+    if not math.isfinite(number):
+        raise opts.error(f"value {value!r} must be a finite number, {example}", key_path)
     if to is int:
         if number != int(number):
-            raise opts.error(f"value {value!r} must be a whole number", key_path)
+            raise opts.error(f"value {value!r} must be a whole number, {example}", key_path)
         parent[keys[-1]] = int(number)
     else:
         parent[keys[-1]] = number

@@ -22,7 +22,8 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 class TrainingStep:
     """Wraps one `model.optimize_parameters(it)` call with the options under `train:`.
 
-    Options (all off by default): `amp: bf16|fp16`, `grad_clip: <max L2 norm>`,
+    Options (all off by default): `amp: bf16|fp16` (fp16 starts its loss scale at `amp_init_scale`,
+    default 65536; GradScaler skips steps whose scaled gradients overflow), `grad_clip: <max L2 norm>`,
     `max_nonfinite: N` (consecutive skipped steps before stopping, default 10).
     """
 
@@ -32,7 +33,8 @@ class TrainingStep:
             raise OptionError(f"value {amp!r}: use bf16, fp16 or leave it out (fp32)", key="train.amp")
         self.device = device
         self.amp_dtype = AMP_DTYPES.get(amp) if amp else None
-        self.scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+        self.scaler = torch.amp.GradScaler(device.type, init_scale=float(train_opt.get("amp_init_scale", 2.0**16)),
+                                           enabled=amp == "fp16")
         self.grad_clip = float(train_opt["grad_clip"]) if train_opt.get("grad_clip") else None
         self.max_nonfinite = int(train_opt.get("max_nonfinite", 10))
         self.skipped_total = 0
@@ -64,6 +66,9 @@ class TrainingStep:
             finally:
                 optimizer.step = step
 
+        # LR schedulers check this marker to know the step they wrapped is still the one being called.
+        if hasattr(original_step, "_wrapped_by_lr_sched"):
+            step._wrapped_by_lr_sched = True  # type: ignore[attr-defined]
         optimizer.step = step
 
     @contextlib.contextmanager
