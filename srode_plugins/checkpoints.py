@@ -51,12 +51,17 @@ def read_state_dict(path: str | os.PathLike[str], param_key: str | None = "param
     return {k.removeprefix("module."): v for k, v in loaded.items()}
 
 
+def shape_mismatches(net_state: dict[str, Any], loaded: dict[str, Any]) -> list[str]:
+    """Keys present in both state dicts whose tensor shapes differ (sorted)."""
+    return [k for k in sorted(set(net_state) & set(loaded)) if tuple(loaded[k].shape) != tuple(net_state[k].shape)]
+
+
 def describe_mismatch(net_state: dict[str, Any], loaded: dict[str, Any], first: int = 5) -> str:
     """One line per problem: missing keys, unexpected keys, shape mismatches (first few of each)."""
     missing = sorted(set(net_state) - set(loaded))
     unexpected = sorted(set(loaded) - set(net_state))
     shapes = [f"{k}: checkpoint {tuple(loaded[k].shape)} vs network {tuple(net_state[k].shape)}"
-              for k in sorted(set(net_state) & set(loaded)) if tuple(loaded[k].shape) != tuple(net_state[k].shape)]
+              for k in shape_mismatches(net_state, loaded)]
     parts = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
         if items:
@@ -74,8 +79,10 @@ def load_network_weights(net: Any, path: str | os.PathLike[str], *, option_key: 
     if not file.is_file():
         raise OptionError(f"checkpoint '{file}' does not exist", key=option_key)
     loaded = read_state_dict(file, param_key)
-    problems = describe_mismatch(net.state_dict(), loaded)
-    if problems and (strict or "shape" in problems):
+    net_state = net.state_dict()
+    problems = describe_mismatch(net_state, loaded)
+    # load_state_dict rejects a shape mismatch even with strict=False.
+    if problems and (strict or shape_mismatches(net_state, loaded)):
         raise OptionError(f"checkpoint '{file}' does not match the network: {problems}. Check the network options "
                           f"(e.g. num_block, num_feat, scale) or load with strict_load: false.", key=option_key)
     net.load_state_dict(loaded, strict=strict)

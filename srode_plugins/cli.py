@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -157,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SrodeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `basicsr options list | head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (silence the flush at exit)
+        return 0
     except KeyboardInterrupt as exc:
         print(f"\ninterrupted: {exc}" if str(exc) else "\ninterrupted", file=sys.stderr)
         return 130

@@ -311,15 +311,26 @@ def _fix_resume_on_cpu() -> bool:
 
 
 def _fix_scheduler_state_loading() -> bool:
-    # torch >= 2.6 loads with weights_only=True; MultiStepRestartLR keeps its milestones in a
-    # collections.Counter, so a saved training state cannot be loaded back. Allow Counter.
-    import torch.serialization
+    # torch >= 2.6 loads with weights_only=True by default; MultiStepRestartLR keeps its milestones in a
+    # collections.Counter, which older weights-only unpicklers refuse, so a saved training state cannot be
+    # loaded back. Allow Counter when this torch does not already.
+    import io
+    import pickle
+
+    import torch
 
     add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
     if add_safe_globals is None:
         return False
-    add_safe_globals([collections.Counter])
-    return True
+    probe = io.BytesIO()
+    torch.save(collections.Counter([1]), probe)
+    probe.seek(0)
+    try:
+        torch.load(probe, weights_only=True)
+        return False
+    except pickle.UnpicklingError:
+        add_safe_globals([collections.Counter])
+        return True
 
 
 # ---------------------------------------------------------------- extensions (behaviour srode adds)

@@ -44,7 +44,13 @@ def stock_names(kind: str) -> list[str]:
         loaded_plugin_names = {name for (k, name) in _LOADED if k == kind}
         return sorted(set(basicsr_registry(kind).keys()) - loaded_plugin_names)
     if kind == "lr_schedulers":
-        return list(STOCK_LR_SCHEDULERS)
+        # BaseModel.setup_schedulers (patched in compat) also takes any torch.optim.lr_scheduler class by name.
+        import torch
+
+        base = torch.optim.lr_scheduler.LRScheduler
+        torch_names = {n for n, c in vars(torch.optim.lr_scheduler).items()
+                       if isinstance(c, type) and issubclass(c, base) and c is not base and not n.startswith("_")}
+        return sorted(set(STOCK_LR_SCHEDULERS) | torch_names)
     return []
 
 

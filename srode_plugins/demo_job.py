@@ -135,7 +135,8 @@ def run_demo(scale: int = 4, iters: int | None = None, out_dir: str | os.PathLik
     table = Table(title=f"basicsr demo: x{scale}, {iters} iterations, held-out photos (Y channel, border {scale})")
     for column in ("image", "bicubic PSNR", "bicubic SSIM", "model PSNR", "model SSIM", "gain (dB)"):
         table.add_column(column, justify="right" if column != "image" else "left")
-    markdown = ["| image | bicubic PSNR | bicubic SSIM | model PSNR | model SSIM | gain (dB) |", "|---|---|---|---|---|---|"]
+    markdown = ["| image | bicubic PSNR | bicubic SSIM | model PSNR | model SSIM | gain (dB) |",
+                "|---|---|---|---|---|---|"]
     for name, bp, bs, mp, ms in rows:
         cells = (name, f"{bp:.2f}", f"{bs:.4f}", f"{mp:.2f}", f"{ms:.4f}", f"{mp - bp:+.2f}")
         table.add_row(*cells)

@@ -78,13 +78,14 @@ def test(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fals
     model = build_model(opt)
     wrap_for_inference(model, opt, self_ensemble)
     results: dict[str, dict[str, float]] = {}
-    for phase, dataset_opt in sorted(opt["datasets"].items()):
+    for _, dataset_opt in sorted(opt["datasets"].items()):
         loader = build_dataloader(build_dataset(dataset_opt), dataset_opt, num_gpu=opt["num_gpu"], dist=False,
                                   sampler=None, seed=opt["manual_seed"])
         logger.info(f"Testing {dataset_opt['name']} ({len(loader.dataset)} images)...")
         model.validation(loader, current_iter=opt["name"], tb_logger=None, save_img=opt["val"].get("save_img", True))
         results[dataset_opt["name"]] = {k: float(v) for k, v in (getattr(model, "metric_results", {}) or {}).items()}
     if any(results.values()):
-        logger.info("Results" + (" (self-ensemble x8)" if self_ensemble else "") + ":\n" + format_metrics_table(results))
+        title = "Results (self-ensemble x8)" if self_ensemble else "Results"
+        logger.info(f"{title}:\n{format_metrics_table(results)}")
     logger.info(f"Outputs in {opt['path']['results_root']}")
     return results

@@ -132,8 +132,7 @@ def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fal
     """Run training for an option file. Returns a summary (final iteration, skipped steps, paths)."""
     from basicsr.data.prefetch_dataloader import CPUPrefetcher
     from basicsr.models import build_model
-    from basicsr.utils import (MessageLogger, get_env_info, get_root_logger, get_time_str, init_tb_logger,
-                               make_exp_dirs)
+    from basicsr.utils import MessageLogger, get_env_info, get_root_logger, get_time_str, init_tb_logger, make_exp_dirs
     from basicsr.utils.options import dict2str
     from tqdm import tqdm
 
@@ -234,5 +233,6 @@ def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fal
         _check_ranks_agree(model, logger)
     if tb_logger:
         tb_logger.close()
-    return {"iter": current_iter, "skipped_steps": step.skipped_total, "experiments_root": opt["path"]["experiments_root"],
+    return {"iter": current_iter, "skipped_steps": step.skipped_total,
+            "experiments_root": opt["path"]["experiments_root"],
             "metrics": dict(getattr(model, "metric_results", {}) or {}), "model": model, "history": history}
