@@ -191,3 +191,15 @@ def test_two_process_gloo_ddp_training_completes_and_ranks_agree(tmp_path: Path)
     log = next((tmp_path / "experiments" / "ddp").glob("train_*.log")).read_text()
     assert "world_size: 2" in log
     assert "All 2 ranks agree on the generator weights" in log
+
+
+@pytest.mark.slow
+def test_compile_option_trains_and_saves_plain_state_dict_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from srode_plugins.engine.train import train
+
+    monkeypatch.chdir(tmp_path)
+    option = write_option(tmp_path, tiny_option("compiled", TINY_EDSR, total_iter=2, compile=True))
+    summary = train(str(option), root=tmp_path)
+    assert hasattr(summary["model"].net_g, "_orig_mod")  # really compiled
+    state = torch.load(tmp_path / "experiments" / "compiled" / "models" / "net_g_latest.pth", weights_only=True)
+    assert "conv_first.weight" in state["params"] and not any("_orig_mod" in k for k in state["params"])
