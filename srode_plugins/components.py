@@ -70,7 +70,7 @@ def _unknown(kind: str, name: str, file: str | None, key: str | None) -> Unknown
         lines.append(f"Did you mean: {', '.join(close)}?")
     other_kinds = catalog().kind_of(name)
     if other_kinds:
-        lines.append(f"'{name}' is installed, but as a {', '.join(singular(k) for k in other_kinds)}.")
+        lines.append(f"'{name}' is installed, but among the {', '.join(other_kinds)}, not the {kind}.")
     dist = FIRST_PARTY_COMPONENTS.get(name)
     if dist and not other_kinds:
         lines.append(f"It is provided by a first-party plugin: pip install {dist}")

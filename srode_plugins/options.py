@@ -171,9 +171,9 @@ def coerce_number(opts: OptionFile, key_path: str, to: type) -> None:
     if not isinstance(parent, dict) or keys[-1] not in parent or parent[keys[-1]] is None:
         return
     value = parent[keys[-1]]
-    if isinstance(value, bool):
-        raise opts.error(f"value {value!r} must be a number", key_path)
     example = f"e.g. `{keys[-1]}: {1000 if to is int else 2e-4}`"
+    if isinstance(value, bool):
+        raise opts.error(f"value {value!r} must be a number, {example}", key_path)
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import keyword
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +58,6 @@ class PluginNames:
             raise ScaffoldError(f"NAME '{name}': use lower-case letters, digits and single '-' or '_' between "
                                 f"them, starting with a letter{hint}")
         snake = family.replace("-", "_")
-        if keyword.iskeyword(snake):
-            raise ScaffoldError(f"NAME '{name}' is a Python keyword; choose another NAME")
         camel = "".join(part.capitalize() for part in re.split(r"[-_]", family))
         return cls(family=family, dist=f"{DIST_PREFIX}{family}", package=f"srode_{snake}", options_name=snake,
                    arch=f"{camel}SR", model=f"{camel}Model", loss=f"{camel}Loss")

@@ -428,7 +428,8 @@ def check_loss(name: str, opt: Mapping[str, Any] | None = None, *, shape: tuple[
     with _checking(report, LOSS_VALUE):
         value = loss(pred, target)
         if not torch.is_tensor(value) or value.dim() != 0:
-            raise AssertionError(f"loss(pred, target) must be a 0-dim tensor, got {value!r:.80}")
+            got = f"shape {tuple(value.shape)}" if torch.is_tensor(value) else type(value).__name__
+            raise AssertionError(f"loss(pred, target) must be a 0-dim tensor, got {got}")
         if not bool(torch.isfinite(value)):
             raise AssertionError(f"loss(pred, target) = {float(value)}")
         if zero_on_identical and abs(float(loss(target, target))) > 1e-6:
@@ -442,7 +443,8 @@ def check_loss(name: str, opt: Mapping[str, Any] | None = None, *, shape: tuple[
     with _checking(report, BF16_AUTOCAST), torch.autocast("cpu", dtype=torch.bfloat16):
         value = loss(pred, target)
         if value.dim() != 0 or not bool(torch.isfinite(value)):
-            raise AssertionError(f"under bf16 autocast loss(pred, target) = {value!r:.80}")
+            raise AssertionError(f"under bf16 autocast loss(pred, target) is not a finite scalar: shape "
+                                 f"{tuple(value.shape)}, {int((~torch.isfinite(value)).sum())} non-finite value(s)")
     return report
 
 

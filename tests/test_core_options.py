@@ -1,0 +1,319 @@
+"""Option files: loading, overrides, validation helpers and path resolution, with errors naming file, key and value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from srode_plugins import options
+from srode_plugins.data import demo
+from srode_plugins.data.demo import DemoPaths
+from srode_plugins.errors import OptionError
+from srode_plugins.options import OptionFile
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def option_file(tmp_path: Path, opt: dict[str, Any]) -> OptionFile:
+    file = write(tmp_path / "options" / "train.yml", yaml.safe_dump(opt))
+    return options.load(file)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def test_yaml_syntax_error_names_the_file_line_and_column(tmp_path: Path) -> None:
+    file = write(tmp_path / "bad.yml", "name: demo\nnetwork_g:\n  type: EDSR\n   num_feat: 64\n")
+    with pytest.raises(OptionError) as error:
+        options.load(file)
+    # the stray ':' of the over-indented line 4 ("   num_feat: 64") is its 12th character
+    assert str(error.value) == (f"{file}: YAML syntax error at line 4, column 12: mapping values are not allowed "
+                                f"here. Fix the file and run again.")
+    assert error.value.file == str(file)
+
+
+def test_missing_option_file_and_non_mapping_file_are_named(tmp_path: Path) -> None:
+    with pytest.raises(OptionError, match=r"nope\.yml: option file not found \(cwd: .*\)\. Check the path given"):
+        options.load(tmp_path / "nope.yml")
+    with pytest.raises(OptionError, match=r"list\.yml: an option file must be a YAML mapping"):
+        options.load(write(tmp_path / "list.yml", "- a\n- b\n"))
+
+
+def test_exponent_numbers_load_as_floats_without_changing_pyyaml(tmp_path: Path) -> None:
+    opts = options.load(write(tmp_path / "o.yml", "lr: 2e-4\ntagged: !!float 1e-8\nwhole: 3\nname: 1e3x\n"))
+    assert opts.opt == {"lr": 2e-4, "tagged": 1e-8, "whole": 3, "name": "1e3x"}
+    assert type(opts.opt["lr"]) is float
+    assert yaml.safe_load("lr: 2e-4") == {"lr": "2e-4"}  # PyYAML's own SafeLoader is untouched
+
+
+def test_load_keeps_the_resolved_file_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path / "o.yml", "name: x\n")
+    monkeypatch.chdir(tmp_path)
+    assert options.load("o.yml").file == tmp_path / "o.yml"
+
+
+# ---------------------------------------------------------------- --set overrides
+
+
+def test_set_overrides_parse_values_as_yaml_and_create_missing_mappings(tmp_path: Path) -> None:
+    opts = option_file(tmp_path, {"name": "x", "train": {"total_iter": 100, "optim_g": {"lr": 1.0}}})
+
+    for entry in ("train.total_iter=3", "train.optim_g.lr=1e-4", "train.optim_g.betas=[0.9, 0.99]",
+                  "val.save_img=false", "path.pretrain_network_g=~", "logger:print_freq=1", "name=a=b", "tag="):
+        options.apply_override(opts, entry)
+
+    assert opts.opt == {
+        "name": "a=b",
+        "tag": "",
+        "train": {"total_iter": 3, "optim_g": {"lr": 1e-4, "betas": [0.9, 0.99]}},
+        "val": {"save_img": False},
+        "path": {"pretrain_network_g": None},
+        "logger": {"print_freq": 1},
+    }
+
+
+def test_load_applies_overrides_in_order(tmp_path: Path) -> None:
+    file = write(tmp_path / "o.yml", "train:\n  total_iter: 100\n")
+    opts = options.load(file, overrides=["train.total_iter=5", "train.total_iter=7"])
+    assert opts.opt["train"]["total_iter"] == 7
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ("train.total_iter", "override 'train.total_iter' must look like key.path=value, e.g. train.total_iter=100"),
+    ("=3", "override '=3' names no key"),
+    ("name.first=1", "option 'name.first': cannot set 'name.first': 'name' is not a mapping"),
+])
+def test_malformed_overrides_say_what_is_wrong(tmp_path: Path, entry: str, message: str) -> None:
+    opts = option_file(tmp_path, {"name": "x"})
+    with pytest.raises(OptionError) as error:
+        options.apply_override(opts, entry)
+    assert str(error.value) == f"{opts.file}: {message}"
+
+
+# ---------------------------------------------------------------- validation helpers
+
+
+@pytest.mark.parametrize(("value", "to", "expected"), [
+    ("2e-4", float, 2e-4), ("1e3", int, 1000), (5.0, int, 5), ("7", int, 7), (3, float, 3.0),
+])
+def test_numbers_written_as_strings_are_coerced(tmp_path: Path, value: Any, to: type, expected: Any) -> None:
+    opts = option_file(tmp_path, {"train": {"x": value}})
+    options.coerce_number(opts, "train.x", to)
+    assert opts.opt["train"]["x"] == expected and type(opts.opt["train"]["x"]) is to
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("abc", "value 'abc' must be a number"),
+    (2.5, "value 2.5 must be a whole number"),
+    (True, "value True must be a number"),
+    (float("inf"), "value inf must be a finite number"),
+])
+def test_wrong_number_names_file_key_value_and_an_example(tmp_path: Path, value: Any, problem: str) -> None:
+    opts = option_file(tmp_path, {"train": {"total_iter": value}})
+    with pytest.raises(OptionError) as error:
+        options.coerce_number(opts, "train.total_iter", int)
+    assert str(error.value) == f"{opts.file}: option 'train.total_iter': {problem}, e.g. `total_iter: 1000`"
+    assert error.value.key == "train.total_iter"
+
+
+def test_coercing_an_absent_key_changes_nothing(tmp_path: Path) -> None:
+    opts = option_file(tmp_path, {"train": {}})
+    options.coerce_number(opts, "train.total_iter", int)
+    options.coerce_number(opts, "val.val_freq", int)
+    assert opts.opt == {"train": {}}
+
+
+def test_require_names_missing_and_wrongly_typed_keys(tmp_path: Path) -> None:
+    opts = option_file(tmp_path, {"network_g": "EDSR"})
+    assert options.require(option_file(tmp_path, {"name": "n"}), "name", str, "hint") == "n"
+    with pytest.raises(OptionError, match=r"option 'name': missing\. Give the experiment a name"):
+        options.require(opts, "name", str, "Give the experiment a name")
+    with pytest.raises(OptionError, match=r"option 'network_g': value 'EDSR' has the wrong type \(str\)\. Describe"):
+        options.require(opts, "network_g", dict, "Describe the generator")
+
+
+# ---------------------------------------------------------------- paths
+
+
+def test_missing_dataset_folder_names_the_key_path_value_and_fixes(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    opts = option_file(tmp_path, {"datasets": {"train": {"type": "PairedImageDataset",
+                                                         "dataroot_gt": "datasets/DIV2K/HR"}}})
+    with pytest.raises(OptionError) as error:
+        options.resolve_dataset_paths(opts)
+    message = str(error.value)
+    assert message.startswith(f"{opts.file}: option 'datasets.train.dataroot_gt': path 'datasets/DIV2K/HR' does "
+                              f"not exist")
+    assert f"'{tmp_path / 'datasets/DIV2K/HR'}' or '{tmp_path / 'options' / 'datasets/DIV2K/HR'}'" in message
+    assert "`basicsr data prepare`" in message and "--demo" in message
+    assert error.value.key == "datasets.train.dataroot_gt"
+
+
+def test_relative_paths_resolve_against_the_cwd_then_the_option_file(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "work").mkdir()
+    (tmp_path / "options" / "data" / "hr").mkdir(parents=True)
+    (tmp_path / "options" / "data" / "lr").mkdir(parents=True)
+    (tmp_path / "work" / "data" / "lr").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "work")
+    opts = option_file(tmp_path, {"datasets": {"val": {"dataroot_gt": "data/hr", "dataroot_lq": ["data/lr", "data/hr"],
+                                                       "name": "v"}}})
+
+    options.resolve_dataset_paths(opts)
+
+    dataset = opts.opt["datasets"]["val"]
+    assert dataset["dataroot_gt"] == str(tmp_path / "options" / "data" / "hr")
+    assert dataset["dataroot_lq"] == [str(tmp_path / "work" / "data" / "lr"), str(tmp_path / "options" / "data" / "hr")]
+    assert dataset["name"] == "v"
+
+
+def test_a_missing_entry_of_a_dataroot_list_is_named_by_its_index(tmp_path: Path) -> None:
+    opts = option_file(tmp_path, {"datasets": {"train": {"dataroot_gt": [str(tmp_path), str(tmp_path / "gone")]}}})
+    with pytest.raises(OptionError, match=r"option 'datasets\.train\.dataroot_gt\.1': path '.*gone' does not exist"):
+        options.resolve_dataset_paths(opts)
+
+
+def test_a_dataset_that_is_not_a_mapping_is_named(tmp_path: Path) -> None:
+    opts = option_file(tmp_path, {"datasets": {"train": "DIV2K"}})
+    with pytest.raises(OptionError, match=r"option 'datasets\.train': each dataset must be a mapping"):
+        options.resolve_dataset_paths(opts)
+
+
+def test_missing_pretrained_network_is_named_and_null_is_ignored(tmp_path: Path) -> None:
+    opts = option_file(tmp_path, {"path": {"pretrain_network_g": "experiments/x/net_g_5.pth",
+                                           "pretrain_network_d": None, "strict_load_g": True}})
+    with pytest.raises(OptionError, match=r"option 'path\.pretrain_network_g': path 'experiments/x/net_g_5\.pth'"):
+        options.resolve_pretrained_paths(opts)
+    weights = write(tmp_path / "net_g_5.pth", "")
+    opts.opt["path"]["pretrain_network_g"] = str(weights)
+    options.resolve_pretrained_paths(opts)
+    assert opts.opt["path"] == {"pretrain_network_g": str(weights), "pretrain_network_d": None, "strict_load_g": True}
+
+
+@pytest.fixture
+def fake_demo_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """demo_dataset() answering with folders under tmp_path (the real cache is tested in test_core_demo_data)."""
+    scales: list[int] = []
+
+    def demo_dataset(scale: int = 4, root: Any = None) -> DemoPaths:
+        scales.append(scale)
+        base = tmp_path / "demo"
+        return DemoPaths(train_hr=base / "train" / "HR", train_lr=base / "train" / "LR_bicubic" / f"X{scale}",
+                         val_hr=base / "val" / "HR", val_lr=base / "val" / "LR_bicubic" / f"X{scale}", scale=scale)
+
+    monkeypatch.setattr(demo, "demo_dataset", demo_dataset)
+    return scales
+
+
+def test_demo_uris_resolve_to_the_demo_cache_folders(tmp_path: Path, fake_demo_data: list[int]) -> None:
+    opts = option_file(tmp_path, {"datasets": {
+        "train": {"dataroot_gt": "demo://train/HR", "dataroot_lq": "demo://train/LR_bicubic/X2"},
+        "val": {"dataroot_gt": "demo://val/HR", "dataroot_lq": "demo://val/LR_bicubic/X3/"},
+    }})
+
+    options.resolve_dataset_paths(opts)
+
+    base = tmp_path / "demo"
+    assert opts.opt["datasets"] == {
+        "train": {"dataroot_gt": str(base / "train" / "HR"), "dataroot_lq": str(base / "train/LR_bicubic/X2")},
+        "val": {"dataroot_gt": str(base / "val" / "HR"), "dataroot_lq": str(base / "val/LR_bicubic/X3")},
+    }
+    assert fake_demo_data == [4, 2, 4, 3]
+
+
+def test_an_unknown_demo_uri_lists_the_accepted_forms(tmp_path: Path, fake_demo_data: list[int]) -> None:
+    opts = option_file(tmp_path, {"datasets": {"test": {"dataroot_gt": "demo://test/HR"}}})
+    with pytest.raises(OptionError) as error:
+        options.resolve_dataset_paths(opts)
+    assert "option 'datasets.test.dataroot_gt': 'demo://test/HR' is not a demo data folder" in str(error.value)
+    assert "demo://val/LR_bicubic/X{2,3,4}" in str(error.value)
+    assert fake_demo_data == []
+
+
+def test_use_demo_data_points_every_dataset_at_the_demo_data(tmp_path: Path, fake_demo_data: list[int]) -> None:
+    opts = option_file(tmp_path, {"scale": 2, "val": {"val_freq": 10}, "datasets": {
+        "train": {"name": "DIV2K", "type": "PairedImageDataset", "dataroot_gt": "/data/hr", "meta_info_file": "m.txt",
+                  "gt_size": 192, "num_worker_per_gpu": 8},
+    }})
+
+    options.use_demo_data(opts)
+
+    base = tmp_path / "demo"
+    train, val = opts.opt["datasets"]["train"], opts.opt["datasets"]["val"]
+    assert fake_demo_data == [2]
+    assert (train["name"], train["dataroot_gt"], train["dataroot_lq"]) == (
+        "demo_train", str(base / "train" / "HR"), str(base / "train" / "LR_bicubic" / "X2"))
+    assert "meta_info_file" not in train
+    assert (train["gt_size"], train["num_worker_per_gpu"], train["io_backend"]) == (96, 2, {"type": "disk"})
+    assert (val["type"], val["dataroot_gt"], val["dataroot_lq"]) == (
+        "PairedImageDataset", str(base / "val" / "HR"), str(base / "val" / "LR_bicubic" / "X2"))
+
+
+# ---------------------------------------------------------------- component references
+
+
+SRGAN_LIKE = {
+    "model_type": "SRGANModel",
+    "network_g": {"type": "RRDBNet", "num_block": 1},
+    "network_d": {"type": "VGGStyleDiscriminator"},
+    "datasets": {"train": {"type": "PairedImageDataset", "io_backend": {"type": "disk"}},
+                 "val_1": {"type": "PairedImageDataset"}},
+    "train": {"optim_g": {"type": "Adam"}, "scheduler": {"type": "MultiStepLR"}, "pixel_opt": {"type": "L1Loss"},
+              "gan_opt": {"type": "GANLoss"}, "ema_decay": 0.999},
+    "val": {"metrics": {"psnr": {"type": "calculate_psnr"}, "lpips": {"type": "calculate_lpips"}}},
+}
+
+
+def test_component_references_name_kind_type_and_key_path() -> None:
+    assert list(options.component_references(SRGAN_LIKE)) == [
+        ("models", "SRGANModel", "model_type"),
+        ("archs", "RRDBNet", "network_g.type"),
+        ("archs", "VGGStyleDiscriminator", "network_d.type"),
+        ("datasets", "PairedImageDataset", "datasets.train.type"),
+        ("datasets", "PairedImageDataset", "datasets.val_1.type"),
+        ("lr_schedulers", "MultiStepLR", "train.scheduler.type"),
+        ("losses", "L1Loss", "train.pixel_opt.type"),
+        ("losses", "GANLoss", "train.gan_opt.type"),
+        ("metrics", "calculate_psnr", "val.metrics.psnr.type"),
+        ("metrics", "calculate_lpips", "val.metrics.lpips.type"),
+    ]
+
+
+def test_plugin_kind_references_are_found_by_the_nearest_keys_only() -> None:
+    opt = {
+        **SRGAN_LIKE,
+        "sampler": {"type": "HeunSampler", "solver_opt": {"type": "rk4"}},
+        "diffusion": {"schedule": {"type": "ContinuousPowerSchedule"}},
+        "samplers": {"fast": {"type": "EulerSampler"}},
+        "network_g": {"type": "UNetModelSwin", "autoencoder": {"type": "VQAutoencoderF4"}},
+    }
+    kinds = ["archs", "autoencoders", "datasets", "losses", "metrics", "models", "samplers", "schedules"]
+
+    found = list(options.extra_kind_references(opt, kinds))
+
+    assert found == [  # not `sampler.solver_opt.type`: an option of the sampler, not a sampler
+        ("autoencoders", "VQAutoencoderF4", "network_g.autoencoder.type"),
+        ("samplers", "HeunSampler", "sampler.type"),
+        ("schedules", "ContinuousPowerSchedule", "diffusion.schedule.type"),
+        ("samplers", "EulerSampler", "samplers.fast.type"),
+    ]
+
+
+def test_a_list_of_plugin_components_is_found_by_index() -> None:
+    opt = {"samplers": [{"type": "EulerSampler"}, {"type": "HeunSampler"}]}
+    assert list(options.extra_kind_references(opt, ["samplers"])) == [
+        ("samplers", "EulerSampler", "samplers.0.type"), ("samplers", "HeunSampler", "samplers.1.type")]
+
+
+def test_get_path_walks_nested_keys() -> None:
+    assert options.get_path(SRGAN_LIKE, "train.pixel_opt.type") == "L1Loss"
+    assert options.get_path(SRGAN_LIKE, "train.pixel_opt.type.x", "none") == "none"
+    assert options.get_path(SRGAN_LIKE, "train.missing") is None
