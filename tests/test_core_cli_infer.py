@@ -60,7 +60,8 @@ def test_infer_with_mismatched_weights_lists_the_keys(tmp_path: Path, edsr_check
     result = run_cli(["infer", *arch_args(2), "--weights", str(edsr_checkpoint), "--input", str(photo),
                       "--output", str(tmp_path / "out")], cwd=tmp_path)
     assert result.returncode == 2
-    assert "does not match the network" in result.stderr and "4 missing: body.1.conv1.bias, body.1.conv1.weight" in result.stderr
+    assert "does not match the network" in result.stderr
+    assert "4 missing: body.1.conv1.bias, body.1.conv1.weight" in result.stderr
 
 
 def test_infer_from_an_option_file(tmp_path: Path, edsr_checkpoint: Path) -> None:
