@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     plugins_list.add_argument("--deep", action="store_true", help="also import every component to check it")
     check = plugins_sub.add_parser("check", help="import one plugin and run its self-check")
     check.add_argument("name", help="distribution name, e.g. srode-plugin-node")
+    from srode_plugins.scaffold import add_new_arguments
+
+    add_new_arguments(plugins_sub.add_parser("new", help="generate a new plugin distribution"))
 
     opts = sub.add_parser("options", help="option files shipped inside installed plugins")
     opts_sub = opts.add_subparsers(dest="options_command", metavar="ACTION", required=True)
@@ -132,6 +135,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "plugins":
         if args.plugins_command == "list":
             return commands.plugins_list(deep=args.deep)
+        if args.plugins_command == "new":
+            from srode_plugins.scaffold import run_new
+
+            return run_new(args)
         return commands.plugins_check(args.name)
     if args.command == "options":
         if args.options_command == "list":

@@ -408,8 +408,9 @@ def _extend_bare_model() -> bool:
 
 
 def _extend_schedulers() -> bool:
-    # BaseModel.setup_schedulers knows two schedulers. Also accept srode / plugin LR schedulers
-    # (entry-point group srode.lr_schedulers) and any torch.optim.lr_scheduler class by name.
+    # BaseModel.setup_schedulers knows two schedulers and fails (KeyError) without one. Also accept srode /
+    # plugin LR schedulers (entry-point group srode.lr_schedulers), any torch.optim.lr_scheduler class by
+    # name, and no scheduler at all (constant learning rate).
     from basicsr.models.base_model import BaseModel
 
     if getattr(BaseModel.setup_schedulers, "_srode", False):
@@ -422,6 +423,8 @@ def _extend_schedulers() -> bool:
 
         from srode_plugins.components import STOCK_LR_SCHEDULERS, load_component
 
+        if not self.opt["train"].get("scheduler"):
+            return  # no `train.scheduler`: constant learning rate
         scheduler_opt = dict(self.opt["train"]["scheduler"])
         name = scheduler_opt.pop("type")
         if name in STOCK_LR_SCHEDULERS:

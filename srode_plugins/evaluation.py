@@ -81,7 +81,7 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 def _hr_partner(sr_path: Path, hr_by_stem: dict[str, Path], scale: int, sr_suffix: str) -> Path:
-    stem = sr_path.stem.removesuffix(sr_suffix) if sr_suffix else sr_path.stem
+    stem = sr_path.stem.removesuffix(sr_suffix)
     # SR outputs of DIV2K-style LR files keep the LR name: 0801x4.png -> HR 0801.png.
     for candidate in (stem, stem.removesuffix(f"x{scale}")):
         if candidate in hr_by_stem:

@@ -48,6 +48,7 @@ except ModuleNotFoundError:  # the check functions work without pytest (e.g. in 
     pytest = None  # type: ignore[assignment]
 
 ForwardFn = Callable[["torch.nn.Module", "torch.Tensor"], "torch.Tensor"]
+ShapeRule = Callable[[tuple[int, ...], int], tuple[int, ...]]
 
 # Names of the checks, as they appear in reports and failure messages.
 REGISTRATION = "registration"
@@ -150,6 +151,12 @@ def _default_forward(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return net(x)
 
 
+def super_resolved_shape(input_shape: tuple[int, ...], scale: int, out_channels: int | None = None) -> tuple[int, ...]:
+    """(B, C, H, W) -> (B, out_channels or C, H * scale, W * scale): what an SR network must return."""
+    batch, channels, height, width = input_shape
+    return (batch, out_channels or channels, height * scale, width * scale)
+
+
 # ---------------------------------------------------------------- archs
 
 
@@ -160,6 +167,7 @@ class _ArchCase:
     scale: int
     seed: int
     forward: ForwardFn
+    expected_shape: ShapeRule
 
     def build(self, seed: int | None = None) -> torch.nn.Module:
         from srode_plugins.components import build_component
@@ -168,9 +176,9 @@ class _ArchCase:
         return build_component("archs", {"type": self.name, **self.opt})
 
     def run(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        output = self.forward(net, x)
         import torch
 
+        output = self.forward(net, x)
         if not torch.is_tensor(output):
             raise AssertionError(f"forward returned {type(output).__name__}, not a tensor; pass `forward=` to "
                                  f"check_arch when the network needs other inputs or returns several values")
@@ -189,17 +197,16 @@ def _check_registration(report: ConformanceReport, name: str) -> None:
             raise AssertionError(f"BasicSR's ARCH_REGISTRY holds {registered!r} under '{name}', not {factory!r}")
 
 
-def _check_output_shape(report: ConformanceReport, case: _ArchCase, net: torch.nn.Module, x: torch.Tensor,
-                        out_channels: int) -> torch.Tensor:
+def _check_output_shape(report: ConformanceReport, case: _ArchCase, net: torch.nn.Module,
+                        x: torch.Tensor) -> torch.Tensor:
     import torch
 
     with _checking(report, OUTPUT_SHAPE), torch.no_grad():
         output = case.run(net.eval(), x)
-        batch, _, height, width = x.shape
-        expected = (batch, out_channels, height * case.scale, width * case.scale)
+        expected = tuple(case.expected_shape(tuple(x.shape), case.scale))
         if tuple(output.shape) != expected:
             raise AssertionError(f"scale {case.scale}: input {tuple(x.shape)} gave {tuple(output.shape)}, "
-                                 f"expected {expected} (B, C_out, H * scale, W * scale)")
+                                 f"expected {expected}")
         if output.dtype != torch.float32:
             raise AssertionError(f"float32 input gave a {output.dtype} output")
         if not bool(torch.isfinite(output).all()):
@@ -261,8 +268,7 @@ def _check_backward(report: ConformanceReport, case: _ArchCase, net: torch.nn.Mo
     import torch
 
     with _checking(report, BACKWARD):
-        net.train()
-        net.zero_grad(set_to_none=True)
+        net = copy.deepcopy(net).train()  # a training-mode pass updates BatchNorm statistics: keep `net` intact
         output = case.run(net, x)
         output.float().square().mean().backward()
         trainable = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
@@ -276,8 +282,6 @@ def _check_backward(report: ConformanceReport, case: _ArchCase, net: torch.nn.Mo
         not_finite = [n for n, p in trainable if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
         if not_finite:
             raise AssertionError(f"non-finite gradients in {', '.join(not_finite[:5])}")
-        net.zero_grad(set_to_none=True)
-        net.eval()
 
 
 def _tensors_on(net: torch.nn.Module, device_type: str) -> list[str]:
@@ -350,6 +354,7 @@ def check_arch(
     batch_size: int = 2,
     seed: int = 0,
     forward: ForwardFn | None = None,
+    expected_shape: ShapeRule | None = None,
     cuda: bool | None = None,
     bf16: bool = True,
     bf16_tolerance: float = 0.1,
@@ -366,7 +371,9 @@ def check_arch(
     without CUDA, or with cuda=False); bf16 autocast (finite, within `bf16_tolerance` relative L2 of float32).
 
     scale_key: the constructor argument taking the scale (None: `opt` sets it; then pass one scale).
-    forward: `(net, x) -> output (B, C, H*s, W*s)` for networks needing other inputs (default `net(x)`).
+    forward: `(net, x) -> output tensor` for networks needing other inputs (default `net(x)`).
+    expected_shape: `(input shape, scale) -> output shape` for networks that are not SR networks, e.g. a
+    discriminator's `lambda shape, scale: (shape[0], 1)` (default `super_resolved_shape`).
     Inputs are uniform in [0, 1]. Returns the report; raises ConformanceError naming the failed check.
     """
     import torch
@@ -378,17 +385,19 @@ def check_arch(
                          f"not {tuple(scales)}")
     generator = torch.Generator().manual_seed(seed)
     x = torch.rand(batch_size, in_channels, *lr_size, generator=generator)
+    shape_rule = expected_shape or (lambda shape, scale: super_resolved_shape(shape, scale, out_channels))
     for scale in scales:
         case_opt = dict(opt or {})
         if scale_key is not None:
             case_opt[scale_key] = scale
-        case = _ArchCase(name=name, opt=case_opt, scale=scale, seed=seed, forward=forward or _default_forward)
+        case = _ArchCase(name=name, opt=case_opt, scale=scale, seed=seed, forward=forward or _default_forward,
+                         expected_shape=shape_rule)
         with _checking(report, CONSTRUCTION):
             net = case.build()
             if not isinstance(net, torch.nn.Module):
                 raise AssertionError(f"building {{'type': {name!r}, **{case_opt!r}}} gave a "
                                      f"{type(net).__name__}, not an nn.Module")
-        reference = _check_output_shape(report, case, net, x, out_channels or in_channels)
+        reference = _check_output_shape(report, case, net, x)
         _check_determinism(report, case, net, x, reference)
         _check_state_dict_round_trip(report, case, net, x, reference)
         _check_backward(report, case, net, x, allow_unused_parameters)
@@ -641,9 +650,11 @@ def pytest_report_header(config: Any) -> str:
     return f"srode core {__version__} (plugin API {API_VERSION})"
 
 
-def pytest_runtest_setup(item: Any) -> None:
-    if item.get_closest_marker("cuda") is not None and not _cuda_available():
-        pytest.skip("needs CUDA (marked `cuda`), none available")
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    needing_cuda = [item for item in items if item.get_closest_marker("cuda") is not None]
+    if needing_cuda and not _cuda_available():
+        for item in needing_cuda:
+            item.add_marker(pytest.mark.skip(reason="needs CUDA (marked `cuda`), none available"))
 
 
 if pytest is not None:
