@@ -61,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1, ...")
 
     demo = sub.add_parser("demo", help="train a small model on the embedded demo data and compare with bicubic")
-    demo.add_argument("--scale", type=int, default=4, choices=[2, 3, 4])
-    demo.add_argument("--iters", type=int, default=None, help="training iterations (default: a ~3 minute run)")
+    demo.add_argument("--scale", type=int, default=2, choices=[2, 3, 4])
+    demo.add_argument("--iters", type=int, default=None, help="training iterations (default: a few-minute run)")
     demo.add_argument("--out", default="demo_results", help="folder for the comparison PNGs and table")
 
     plugins = sub.add_parser("plugins", help="list, check or create plugins")

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-DEMO_ITERS = {2: 600, 3: 700, 4: 800}
+DEFAULT_SCALE = 2
+DEMO_ITERS = {2: 300, 3: 400, 4: 500}
 CROP = 160  # side of the HR crop shown in the comparison PNGs
 
 
@@ -99,7 +100,8 @@ def _write_loss_curve(path: Path, history: list[tuple[int, float]]) -> None:
     plt.close(fig)
 
 
-def run_demo(scale: int = 4, iters: int | None = None, out_dir: str | os.PathLike[str] = "demo_results") -> dict:
+def run_demo(scale: int = DEFAULT_SCALE, iters: int | None = None,
+             out_dir: str | os.PathLike[str] = "demo_results") -> dict:
     """Train, evaluate on the held-out demo photos and write the comparison files. Returns the mean scores."""
     import cv2
     from rich.console import Console
