@@ -45,7 +45,7 @@ def demo_option(scale: int, iters: int) -> dict[str, Any]:
                                 "eta_min": 1e-5},
                   "total_iter": iters, "warmup_iter": -1, "pixel_opt": {"type": "L1Loss", "loss_weight": 1.0},
                   "amp": "bf16", "channels_last": True},
-        "logger": {"print_freq": 50, "save_checkpoint_freq": 10**9, "use_tb_logger": False},
+        "logger": {"print_freq": 10, "save_checkpoint_freq": 10**9, "use_tb_logger": False},
     }
 
 
