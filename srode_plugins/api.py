@@ -23,7 +23,10 @@ from srode_plugins.errors import (
     TrainingAborted,
     UnknownComponentError,
 )
+from srode_plugins.evaluation import evaluate_folder, psnr_ssim, to_markdown
 from srode_plugins.inference import self_ensemble, tiled_forward
+from srode_plugins.options import OptionFile
+from srode_plugins.options import load as load_options
 from srode_plugins.weights import resolve_weights, torch_cache_checkpoints
 
 
@@ -48,6 +51,7 @@ __all__ = [
     "DemoPaths",
     "DuplicateComponentError",
     "MissingWeightsError",
+    "OptionFile",
     "OptionError",
     "PluginLoadError",
     "SrodeError",
@@ -58,12 +62,16 @@ __all__ = [
     "build_component",
     "demo_dataset",
     "demo_options",
+    "evaluate_folder",
     "get_component",
     "list_components",
     "load_network_weights",
+    "load_options",
+    "psnr_ssim",
     "resolve_weights",
     "select_device",
     "self_ensemble",
     "tiled_forward",
+    "to_markdown",
     "torch_cache_checkpoints",
 ]

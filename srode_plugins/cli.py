@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations")
     infer.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1, ...")
 
+    evaluate = sub.add_parser("evaluate", help="PSNR/SSIM of a folder of SR outputs vs HR (standard SR protocol)")
+    evaluate.add_argument("--sr", required=True, help="folder of super-resolved images")
+    evaluate.add_argument("--hr", required=True, help="folder of HR references (same stems, or DIV2K-style x<s>)")
+    evaluate.add_argument("--scale", type=int, required=True, help="upscaling factor = border pixels cropped")
+    evaluate.add_argument("--rgb", action="store_true", help="measure on RGB instead of the Y channel")
+    evaluate.add_argument("--suffix", default="", help="suffix of SR file stems to drop, e.g. _EDSR")
+    evaluate.add_argument("--markdown", help="also write the table to this Markdown file")
+
     demo = sub.add_parser("demo", help="train a small model on the embedded demo data and compare with bicubic")
     demo.add_argument("--scale", type=int, default=2, choices=[2, 3, 4])
     demo.add_argument("--iters", type=int, default=None, help="training iterations (default: a few-minute run)")
@@ -127,6 +135,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "infer":
         return commands.infer(args)
+    if args.command == "evaluate":
+        return commands.evaluate(args)
     if args.command == "demo":
         from srode_plugins.demo_job import run_demo
 

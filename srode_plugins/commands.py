@@ -201,3 +201,21 @@ def infer(args: argparse.Namespace) -> int:
                               self_ensemble=args.self_ensemble, device=device)
     print(f"{len(outputs)} image(s) written to {args.output} (x{scale}, device {device})")
     return 0
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from srode_plugins.evaluation import evaluate_folder, to_markdown, to_rich_table
+
+    try:
+        result = evaluate_folder(Path(args.sr), Path(args.hr), args.scale, "rgb" if args.rgb else "y", args.suffix)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SrodeError(str(exc)) from exc
+    Console().print(to_rich_table(result))
+    if args.markdown:
+        Path(args.markdown).write_text(to_markdown(result))
+    return 0

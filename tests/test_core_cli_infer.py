@@ -76,3 +76,13 @@ def test_infer_from_an_option_file(tmp_path: Path, edsr_checkpoint: Path) -> Non
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in folder.glob("*.png"))
+
+
+def test_evaluate_prints_per_image_rows_and_the_mean(tmp_path: Path) -> None:
+    paths = demo_dataset(2)
+    table = tmp_path / "scores.md"
+    result = run_cli(["evaluate", "--sr", str(paths.val_hr), "--hr", str(paths.val_hr), "--scale", "2",
+                      "--markdown", str(table)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = table.read_text()
+    assert "| rocket | inf | 1.0000 |" in text and "| **mean** |" in text  # identical images: PSNR inf, SSIM 1

@@ -78,7 +78,9 @@ def test(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fals
     model = build_model(opt)
     wrap_for_inference(model, opt, self_ensemble)
     results: dict[str, dict[str, float]] = {}
-    for _, dataset_opt in sorted(opt["datasets"].items()):
+    for phase, dataset_opt in sorted(opt["datasets"].items()):
+        if phase.split("_")[0] == "train":  # a train/test option file: test on its val/test sets only
+            continue
         loader = build_dataloader(build_dataset(dataset_opt), dataset_opt, num_gpu=opt["num_gpu"], dist=False,
                                   sampler=None, seed=opt["manual_seed"])
         logger.info(f"Testing {dataset_opt['name']} ({len(loader.dataset)} images)...")
