@@ -1,0 +1,1 @@
+"""Option files of the Neural-ODE family (listed by `basicsr options list`)."""

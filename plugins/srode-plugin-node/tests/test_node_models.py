@@ -1,0 +1,123 @@
+"""NODESRModel: NFE logging, the max-NFE policy, training on demo data and per-image test NFE.
+
+Networks are small and randomly initialised (no pretrained weights); data is the core's embedded demo set.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from srode_plugins import api
+
+SMALL_NETWORK = {"type": "NODESRNet", "num_feat": 8, "ode_layers": 2, "time_dependent": True, "augment_channels": 2,
+                 "solver": "fixed_rk4", "step_size": 0.5, "backprop": "anode"}
+
+
+def _model(tmp_path: Path, network: dict[str, Any] | None = None, train: dict[str, Any] | None = None) -> Any:
+    api.get_component("archs", "NODESRNet")
+    model_class = api.get_component("models", "NODESRModel")
+    opt = {
+        "name": "node_unit", "model_type": "NODESRModel", "scale": 4, "num_gpu": 0, "is_train": True,
+        "dist": False, "rank": 0,
+        "network_g": {**SMALL_NETWORK, **(network or {})},
+        "path": {"experiments_root": str(tmp_path), "pretrain_network_g": None, "strict_load_g": True,
+                 "resume_state": None},
+        "train": {"ema_decay": 0, "optim_g": {"type": "Adam", "lr": 2e-3},
+                  "scheduler": {"type": "MultiStepLR", "milestones": [10_000], "gamma": 0.5},
+                  "pixel_opt": {"type": "L1Loss", "loss_weight": 1.0, "reduction": "mean"}, **(train or {})},
+    }
+    return model_class(opt)
+
+
+def _demo_batch() -> dict[str, torch.Tensor]:
+    """One 16x16 LR / 64x64 HR crop of a demo validation photo, values in [0, 1]."""
+    paths = api.demo_dataset(4)
+    name = sorted(p.name for p in paths.val_hr.iterdir())[0]
+    lr = np.asarray(Image.open(paths.val_lr / name).convert("RGB"), dtype=np.float32)[40:56, 40:56] / 255.0
+    hr = np.asarray(Image.open(paths.val_hr / name).convert("RGB"), dtype=np.float32)[160:224, 160:224] / 255.0
+    return {"lq": torch.from_numpy(lr).permute(2, 0, 1)[None].contiguous(),
+            "gt": torch.from_numpy(hr).permute(2, 0, 1)[None].contiguous()}
+
+
+def _l1(model: Any, batch: dict[str, torch.Tensor]) -> float:
+    with torch.no_grad():
+        return float((model.net_g(batch["lq"]) - batch["gt"]).abs().mean())
+
+
+def test_training_iterations_on_demo_data_lower_the_l1_loss_and_log_nfe(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _model(tmp_path)
+    batch = _demo_batch()
+    before = _l1(model, batch)
+    for iteration in range(1, 16):
+        model.feed_data(batch)
+        model.optimize_parameters(iteration)
+    after = _l1(model, batch)
+    assert after < 0.8 * before
+    # 2 fixed RK4 steps x 4 stages forward; ANODE recomputes them once in backward
+    assert model.log_dict["nfe_forward"] == 8.0
+    assert model.log_dict["nfe_backward"] == 8.0
+    rows = list(csv.DictReader((tmp_path / "nfe_train.csv").open()))
+    assert len(rows) == 15 and rows[-1] == {"iter": "15", "nfe_forward": "8", "nfe_backward": "8", "skipped": "0"}
+
+
+def test_batch_over_max_nfe_is_skipped_and_counted_then_training_stops_after_the_limit(tmp_path: Path) -> None:
+    # dopri5 needs at least 8 evaluations (2 to pick the first step, 6 per step): max_nfe 3 always fires
+    model = _model(tmp_path, network={"solver": "dopri5", "step_size": None, "backprop": "discrete", "max_nfe": 3},
+                   train={"nfe_guard": {"on_exceed": "skip", "max_skipped_batches": 2}})
+    batch = _demo_batch()
+    weights_before = [p.detach().clone() for p in model.net_g.parameters()]
+    for iteration in (1, 2):
+        model.feed_data(batch)
+        model.optimize_parameters(iteration)
+        assert model.log_dict == {"nfe_skipped_batches": float(iteration)}
+    assert all(torch.equal(a, b) for a, b in zip(weights_before, model.net_g.parameters(), strict=True))
+    model.feed_data(batch)
+    with pytest.raises(api.TrainingAborted, match="max_skipped_batches=2"):
+        model.optimize_parameters(3)
+
+
+def test_stop_policy_ends_training_at_the_first_batch_over_max_nfe(tmp_path: Path) -> None:
+    model = _model(tmp_path, network={"solver": "dopri5", "step_size": None, "backprop": "adjoint", "max_nfe": 3},
+                   train={"nfe_guard": {"on_exceed": "stop"}})
+    model.feed_data(_demo_batch())
+    with pytest.raises(api.TrainingAborted, match="on_exceed=stop"):
+        model.optimize_parameters(1)
+
+
+def test_unknown_nfe_guard_policy_names_the_option(tmp_path: Path) -> None:
+    with pytest.raises(api.OptionError, match="train.nfe_guard.on_exceed"):
+        _model(tmp_path, train={"nfe_guard": {"on_exceed": "retry"}})
+
+
+def test_basicsr_test_writes_the_forward_nfe_of_every_image(tmp_path: Path) -> None:
+    from srode_plugins.engine.test import test as run_test
+
+    torch.manual_seed(0)
+    weights = tmp_path / "net_g.pth"
+    model = _model(tmp_path)
+    api.atomic_save({"params": model.net_g.state_dict()}, weights)
+    option = {
+        "name": "node_test", "model_type": "NODESRModel", "scale": 4, "num_gpu": 0, "manual_seed": 0,
+        "datasets": {"val": {"name": "demo_val", "type": "PairedImageDataset", "dataroot_gt": "demo://val/HR",
+                             "dataroot_lq": "demo://val/LR_bicubic/X4", "filename_tmpl": "{}",
+                             "io_backend": {"type": "disk"}}},
+        "network_g": SMALL_NETWORK,
+        "path": {"pretrain_network_g": str(weights), "strict_load_g": True},
+        "val": {"save_img": False, "metrics": {"psnr": {"type": "calculate_psnr", "crop_border": 4}}},
+    }
+    option_file = tmp_path / "node_test.yml"
+    option_file.write_text(yaml.safe_dump(option))
+    run_test(str(option_file), root=tmp_path)
+    rows = list(csv.DictReader((tmp_path / "results" / "node_test" / "nfe_demo_val.csv").open()))
+    demo_val = {p.stem for p in api.demo_dataset(4).val_hr.iterdir()}
+    assert {row["image"] for row in rows} == demo_val
+    assert all(row["nfe_forward"] == "8" for row in rows)
