@@ -12,6 +12,7 @@ import torch
 import srode_plugins.compat  # noqa: F401  (makes `import basicsr` work; must come first)
 from srode_plugins import API_VERSION, __version__
 from srode_plugins.checkpoints import atomic_save, load_network_weights
+from srode_plugins.compat import RANDOM_INIT_ENV, VGG_WEIGHT_FILES
 from srode_plugins.components import build_component, list_components, load_component
 from srode_plugins.data.demo import DemoPaths, demo_dataset, demo_options
 from srode_plugins.errors import (
@@ -52,6 +53,8 @@ __all__ = [
     "DuplicateComponentError",
     "MissingWeightsError",
     "OptionFile",
+    "RANDOM_INIT_ENV",
+    "VGG_WEIGHT_FILES",
     "OptionError",
     "PluginLoadError",
     "SrodeError",

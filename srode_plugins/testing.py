@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import logging
 import math
 import os
 import random
@@ -460,26 +459,6 @@ def check_loss(name: str, opt: Mapping[str, Any] | None = None, *, shape: tuple[
 # ---------------------------------------------------------------- models
 
 
-class _LogCapture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.INFO)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@contextlib.contextmanager
-def _captured_basicsr_log() -> Iterator[_LogCapture]:
-    handler = _LogCapture()
-    logger = logging.getLogger("basicsr")
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-
-
 def _option_source(option: str | os.PathLike[str] | Mapping[str, Any], root: Path) -> tuple[str, dict[str, Any]]:
     """The option file to train with (a mapping is written under `root`) and its contents."""
     import yaml
@@ -628,12 +607,12 @@ def _check_resume(report: ConformanceReport, option_path: str, run_overrides: li
                   iters: int) -> None:
     from srode_plugins.engine.train import train
 
-    with _checking(report, RESUME), _captured_basicsr_log() as log:
+    with _checking(report, RESUME):
         summary = train(option_path, overrides=[*run_overrides, f"train.total_iter={iters + 1}"], root=root,
                         auto_resume=True)
-        resumed = [m for m in log.messages if m.startswith("Resuming training from")]
-        if not resumed or f"iteration {iters}" not in resumed[0]:
-            raise AssertionError(f"--auto_resume did not resume from iteration {iters} (log: {resumed or 'none'})")
+        if summary.get("resumed_from") != iters:
+            raise AssertionError(f"--auto_resume did not resume from iteration {iters} "
+                                 f"(resumed from: {summary.get('resumed_from')})")
         if summary["iter"] != iters + 1:
             raise AssertionError(f"the resumed run ended at iteration {summary['iter']}, expected {iters + 1}")
 

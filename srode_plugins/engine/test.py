@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ import torch
 
 from srode_plugins import options as options_mod
 from srode_plugins.engine import setup
+from srode_plugins.engine.logs import run_logger
 
 
 class SelfEnsembleNet(torch.nn.Module):
@@ -64,7 +64,7 @@ def test(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fals
     """Evaluate an option file's model on its test/val datasets; returns {dataset: {metric: value}}."""
     from basicsr.data import build_dataloader, build_dataset
     from basicsr.models import build_model
-    from basicsr.utils import get_env_info, get_root_logger, get_time_str, make_exp_dirs
+    from basicsr.utils import get_env_info, get_time_str, make_exp_dirs
 
     root = (root or Path.cwd()).resolve()
     opts = options_mod.load(opt_path, overrides)
@@ -72,7 +72,7 @@ def test(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fals
     setup.seed_everything(opt)
     make_exp_dirs(opt)
     log_file = Path(opt["path"]["log"]) / f"test_{opt['name']}_{get_time_str()}.log"
-    logger = get_root_logger(logger_name="basicsr", log_level=logging.INFO, log_file=str(log_file))
+    logger = run_logger(log_file, opt["rank"])
     logger.info(get_env_info())
     self_ensemble = self_ensemble or bool((opt.get("val") or {}).get("self_ensemble"))
     model = build_model(opt)

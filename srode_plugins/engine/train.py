@@ -16,6 +16,7 @@ import torch
 from srode_plugins import options as options_mod
 from srode_plugins.checkpoints import latest_training_state
 from srode_plugins.engine import setup
+from srode_plugins.engine.logs import run_logger
 from srode_plugins.engine.step import TrainingStep, batch_to_channels_last, compile_generator, to_channels_last
 from srode_plugins.errors import TrainingAborted
 
@@ -132,7 +133,7 @@ def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fal
     """Run training for an option file. Returns a summary (final iteration, skipped steps, paths)."""
     from basicsr.data.prefetch_dataloader import CPUPrefetcher
     from basicsr.models import build_model
-    from basicsr.utils import MessageLogger, get_env_info, get_root_logger, get_time_str, init_tb_logger, make_exp_dirs
+    from basicsr.utils import MessageLogger, get_env_info, get_time_str, init_tb_logger, make_exp_dirs
     from basicsr.utils.options import dict2str
     from tqdm import tqdm
 
@@ -149,7 +150,7 @@ def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fal
         make_exp_dirs(opt)
     Path(opt["path"]["experiments_root"]).mkdir(parents=True, exist_ok=True)
     log_file = Path(opt["path"]["log"]) / f"train_{opt['name']}_{get_time_str()}.log"
-    logger = get_root_logger(logger_name="basicsr", log_level=logging.INFO, log_file=str(log_file))
+    logger = run_logger(log_file, opt["rank"])
     logger.info(get_env_info())
     logger.info(f"Option file: {opts.file}\nDevice: {device}" + dict2str(opt))
     tb_logger = None
@@ -164,10 +165,12 @@ def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fal
     step = TrainingStep(model, train_opt, device)
     model.srode_extra_state = step.state_dict
     start_epoch = current_iter = 0
+    resumed_from = None
     if resume_state:
         model.resume_training(resume_state)
         step.load_state_dict(resume_state.get("srode", {}))
         start_epoch, current_iter = resume_state["epoch"], resume_state["iter"]
+        resumed_from = current_iter
         logger.info(f"Resuming training from epoch {start_epoch}, iteration {current_iter}.")
     if train_opt.get("compile"):
         compile_generator(model, train_opt["compile"])
@@ -233,6 +236,6 @@ def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fal
         _check_ranks_agree(model, logger)
     if tb_logger:
         tb_logger.close()
-    return {"iter": current_iter, "skipped_steps": step.skipped_total,
+    return {"iter": current_iter, "resumed_from": resumed_from, "skipped_steps": step.skipped_total,
             "experiments_root": opt["path"]["experiments_root"],
             "metrics": dict(getattr(model, "metric_results", {}) or {}), "model": model, "history": history}

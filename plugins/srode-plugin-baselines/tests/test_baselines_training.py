@@ -17,10 +17,10 @@ from srode_baselines.heldout import bicubic_upscale, heldout_score, network_upsc
 
 OPTIONS = Path(__file__).resolve().parents[1] / "srode_baselines" / "options"
 SHORT_SCHEDULE = [
-    "train.total_iter=300",
+    "train.total_iter=500",
     "train.optim_g.lr=5e-4",
-    "train.scheduler.milestones=[300]",
-    "datasets.train.batch_size_per_gpu=4",
+    "train.scheduler.milestones=[400]",
+    "datasets.train.batch_size_per_gpu=8",
     "datasets.train.gt_size=64",
     "logger.use_tb_logger=false",
     "logger.save_checkpoint_freq=1000000",
