@@ -1,0 +1,73 @@
+"""Peak memory of 512x512 LR inference, measured in a fresh process (ru_maxrss covers the whole process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+GIB = 1024**3
+MIB = 1024**2
+# A small generator (memory, not quality, is under test); every block carries dual attention, so every block
+# runs the windowed non-local attention over the full 512x512 map.
+CHILD = textwrap.dedent(
+    """
+    import json, resource, sys, torch
+    from srode_rk4gan.generator_arch import RK4DualAttnRDN
+    torch.set_num_threads(2)
+    net = RK4DualAttnRDN(upscale=4, num_feat=16, num_block=2, num_layer=2, growth_rate=8, integrator="rk4",
+                         attention="dual", nonlocal_window=32, nonlocal_impl="sdpa").eval()
+    with torch.inference_mode():
+        out = net(torch.rand(1, 3, 512, 512))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    print(json.dumps({"shape": list(out.shape), "finite": bool(torch.isfinite(out).all()), "peak_bytes": peak}))
+    """
+)
+
+# Global non-local calls over a 128x128 map: 16384 tokens, so the naive (L, L) float32 matrix alone is 1 GiB.
+# ru_maxrss only ever rises, so the sdpa cases run first and the naive one last.
+GLOBAL_CHILD = textwrap.dedent(
+    """
+    import json, resource, torch
+    from srode_rk4gan.attention import NonLocalAttention
+    torch.set_num_threads(2)
+    x = torch.randn(1, 16, 128, 128)
+    growth = {}
+    for kind, implementation in (("gaussian", "sdpa"), ("embedded", "sdpa"), ("embedded", "naive")):
+        block = NonLocalAttention(16, kind, None, implementation).eval()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        with torch.inference_mode():
+            block(x)
+        growth[f"{kind}-{implementation}"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    print(json.dumps(growth))
+    """
+)
+
+
+def test_sdpa_global_attention_never_holds_the_token_by_token_matrix() -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", GLOBAL_CHILD], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    growth = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert growth["embedded-naive"] > GIB  # the measurement does see the matrix when it exists
+    assert growth["gaussian-sdpa"] < 256 * MIB
+    assert growth["embedded-sdpa"] < 256 * MIB
+
+
+@pytest.mark.slow
+def test_512x512_lr_inference_with_windowed_sdpa_stays_under_8_gib() -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert report["shape"] == [1, 3, 2048, 2048] and report["finite"]
+    # a global (HW x HW) float32 attention matrix at this size would take 2^36 * 4 bytes = 256 GiB
+    assert report["peak_bytes"] < 8 * GIB, f"peak RSS {report['peak_bytes'] / GIB:.2f} GiB"
