@@ -32,24 +32,61 @@ train_pipeline(os.getcwd())
 
 def edsr_option(name: str, iters: int, paths: object, engine_opts: dict) -> dict:
     return {
-        "name": name, "model_type": "SRModel", "scale": 2, "num_gpu": 0, "manual_seed": 0,
+        "name": name,
+        "model_type": "SRModel",
+        "scale": 2,
+        "num_gpu": 0,
+        "manual_seed": 0,
         "datasets": {
-            "train": {"name": "demo_train", "type": "PairedImageDataset", "dataroot_gt": str(paths.train_hr),
-                      "dataroot_lq": str(paths.train_lr), "filename_tmpl": "{}", "io_backend": {"type": "disk"},
-                      "gt_size": 96, "use_hflip": True, "use_rot": True, "num_worker_per_gpu": 1,
-                      "batch_size_per_gpu": 16, "dataset_enlarge_ratio": 100},
-            "val": {"name": "demo_val", "type": "PairedImageDataset", "dataroot_gt": str(paths.val_hr),
-                    "dataroot_lq": str(paths.val_lr), "filename_tmpl": "{}", "io_backend": {"type": "disk"}},
+            "train": {
+                "name": "demo_train",
+                "type": "PairedImageDataset",
+                "dataroot_gt": str(paths.train_hr),
+                "dataroot_lq": str(paths.train_lr),
+                "filename_tmpl": "{}",
+                "io_backend": {"type": "disk"},
+                "gt_size": 96,
+                "use_hflip": True,
+                "use_rot": True,
+                "num_worker_per_gpu": 1,
+                "batch_size_per_gpu": 16,
+                "dataset_enlarge_ratio": 100,
+            },
+            "val": {
+                "name": "demo_val",
+                "type": "PairedImageDataset",
+                "dataroot_gt": str(paths.val_hr),
+                "dataroot_lq": str(paths.val_lr),
+                "filename_tmpl": "{}",
+                "io_backend": {"type": "disk"},
+            },
         },
-        "network_g": {"type": "EDSR", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 64, "num_block": 16,
-                      "upscale": 2, "res_scale": 1, "img_range": 255.0, "rgb_mean": [0.4488, 0.4371, 0.4040]},
+        "network_g": {
+            "type": "EDSR",
+            "num_in_ch": 3,
+            "num_out_ch": 3,
+            "num_feat": 64,
+            "num_block": 16,
+            "upscale": 2,
+            "res_scale": 1,
+            "img_range": 255.0,
+            "rgb_mean": [0.4488, 0.4371, 0.4040],
+        },
         "path": {"pretrain_network_g": None, "strict_load_g": True, "resume_state": None},
-        "train": {"ema_decay": 0, "optim_g": {"type": "Adam", "lr": 1e-4, "betas": [0.9, 0.99]},
-                  "scheduler": {"type": "MultiStepLR", "milestones": [10**6], "gamma": 0.5},
-                  "total_iter": iters, "warmup_iter": -1, "pixel_opt": {"type": "L1Loss", "loss_weight": 1.0},
-                  **engine_opts},
-        "val": {"val_freq": iters, "save_img": False,
-                "metrics": {"psnr": {"type": "calculate_psnr", "crop_border": 2, "test_y_channel": True}}},
+        "train": {
+            "ema_decay": 0,
+            "optim_g": {"type": "Adam", "lr": 1e-4, "betas": [0.9, 0.99]},
+            "scheduler": {"type": "MultiStepLR", "milestones": [10**6], "gamma": 0.5},
+            "total_iter": iters,
+            "warmup_iter": -1,
+            "pixel_opt": {"type": "L1Loss", "loss_weight": 1.0},
+            **engine_opts,
+        },
+        "val": {
+            "val_freq": iters,
+            "save_img": False,
+            "metrics": {"psnr": {"type": "calculate_psnr", "crop_border": 2, "test_y_channel": True}},
+        },
         "logger": {"print_freq": 10**6, "save_checkpoint_freq": 10**6, "use_tb_logger": False},
     }
 
@@ -79,19 +116,24 @@ def main() -> None:
     stock_opt = work / "stock.yml"
     stock_opt.write_text(yaml.safe_dump(edsr_option("stock", args.iters, paths, {})))
     srode_opt = work / "srode.yml"
-    srode_opt.write_text(yaml.safe_dump(edsr_option("srode", args.iters, paths, {"amp": "bf16",
-                                                                                "channels_last": True})))
+    srode_opt.write_text(
+        yaml.safe_dump(edsr_option("srode", args.iters, paths, {"amp": "bf16", "channels_last": True}))
+    )
     stock_s = run([sys.executable, "-c", STOCK, str(stock_opt)], work, args.threads)
     srode_s = run([sys.executable, "-m", "srode_plugins", "train", "-opt", str(srode_opt)], work, args.threads)
     stock_psnr = last_psnr(work / "experiments" / "stock")
     srode_psnr = last_psnr(work / "experiments" / "srode")
-    print(f"EDSR-baseline x2 (16 blocks, 64 feat), batch 16 x 48px LR patches, {args.iters} iterations, "
-          f"{args.threads} threads, wall time incl. start-up, data loading and final validation")
+    print(
+        f"EDSR-baseline x2 (16 blocks, 64 feat), batch 16 x 48px LR patches, {args.iters} iterations, "
+        f"{args.threads} threads, wall time incl. start-up, data loading and final validation"
+    )
     print("| run | s/iter | speed-up | val PSNR (Y, dB) |")
     print("|---|---|---|---|")
     print(f"| stock basicsr.train (fp32 eager) | {stock_s / args.iters:.3f} | 1.00x | {stock_psnr:.3f} |")
-    print(f"| basicsr train, amp: bf16 + channels_last | {srode_s / args.iters:.3f} | {stock_s / srode_s:.2f}x "
-          f"| {srode_psnr:.3f} |")
+    print(
+        f"| basicsr train, amp: bf16 + channels_last | {srode_s / args.iters:.3f} | {stock_s / srode_s:.2f}x "
+        f"| {srode_psnr:.3f} |"
+    )
     print(f"PSNR difference: {srode_psnr - stock_psnr:+.3f} dB")
 
 

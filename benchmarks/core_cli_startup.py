@@ -1,6 +1,6 @@
 """CLI start-up: `basicsr plugins list` wall time vs `python -c "import basicsr"`, same interpreter, back to back.
 
-    .venv/bin/python benchmarks/core_cli_startup.py [--repeat 5]
+.venv/bin/python benchmarks/core_cli_startup.py [--repeat 5]
 """
 
 from __future__ import annotations

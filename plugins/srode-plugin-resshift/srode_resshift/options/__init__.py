@@ -1,0 +1,1 @@
+"""Option files shipped with srode-plugin-resshift (listed by `basicsr options list`)."""

@@ -1,0 +1,331 @@
+"""Samplers of the residual-shifting chain, each with its network-evaluation (NFE) accounting.
+
+Every sampler starts from the prior x_T = y + kappa sqrt(eta(1)) z, walks a grid of N points from t = 1 down
+to t_min = 1/T and returns the x0 prediction at the last point: the jump to t = 0 goes through x0_hat, never
+through a biased Euler step. A denoiser is any callable ``denoise(x, t, eta) -> x0_hat`` on (B, C, H, W)
+tensors with t, eta python floats (`ResShiftDenoiser` wraps a network that way).
+
+ODE forms used (x0_hat stands for the denoiser output, y for the upsampled LR image):
+- in eta:   dx/d eta = (x - x0_hat) / (2 eta) + (y - x0_hat) / 2
+- in sigma: dw/d sigma = (w - x0_hat) / sigma, w = (x - eta y) / (1 - eta), sigma = kappa sqrt(eta) / (1 - eta)
+Both are the same probability-flow ODE; the reverse SDE in eta is dx = (x - x0_hat) / eta d eta + kappa dW.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .grids import GRID_KINDS, SamplingGrid, build_grid
+from .schedules import ContinuousSchedule, ResShiftSchedule, sigma_from_eta
+
+__all__ = [
+    "DPMSolverPP2MSampler",
+    "Denoiser",
+    "DiscreteResShiftSampler",
+    "EulerMaruyamaSampler",
+    "EulerSampler",
+    "HeunSampler",
+    "ResShiftSampler",
+    "SamplingResult",
+]
+
+Denoiser = Callable[[Tensor, float, float], Tensor]
+ODE_VARIABLES = ("eta", "sigma")
+
+
+@dataclass
+class SamplingResult:
+    """x0: the sample (B, C, H, W); last_state: x at the last grid point before the x0 jump; nfe: network calls."""
+
+    x0: Tensor
+    last_state: Tensor
+    nfe: int
+
+
+class _CountingDenoiser:
+    def __init__(self, denoise: Denoiser) -> None:
+        self.denoise = denoise
+        self.calls = 0
+
+    def __call__(self, x: Tensor, t: float, eta: float) -> Tensor:
+        self.calls += 1
+        return self.denoise(x, float(t), float(eta))
+
+
+def _gaussian_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+class ResShiftSampler(ABC):
+    """Base class: `sample` runs the sampler, `nfe` says how many network calls one sample costs."""
+
+    label: str = "sampler"
+    uses_grid: bool = False  # True: takes 'grid' and 'rho' options
+
+    def __init__(self, num_steps: int) -> None:
+        if int(num_steps) != num_steps or num_steps < 1:
+            raise ValueError(f"sampler option 'num_steps' must be a positive integer, got {num_steps!r}")
+        self.num_steps = int(num_steps)
+
+    @abstractmethod
+    def nfe(self) -> int:
+        """Network evaluations per sample."""
+
+    @classmethod
+    def num_steps_for_nfe(cls, nfe: int) -> int:
+        """The largest num_steps whose NFE does not exceed `nfe` (for sweeps at equal NFE)."""
+        return int(nfe)
+
+    def describe(self) -> dict[str, object]:
+        """Row of the evaluation table: sampler label, grid, rho, steps and NFE."""
+        return {"sampler": self.label, "grid": "-", "rho": "-", "steps": self.num_steps, "nfe": self.nfe()}
+
+    @torch.no_grad()
+    def sample(
+        self,
+        denoise: Denoiser,
+        y: Tensor,
+        schedule: ResShiftSchedule,
+        noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> SamplingResult:
+        """Draw x0 given y (B, C, H, W), the LR image upsampled (or its latent), under `schedule`."""
+        noise = _gaussian_like(y, generator) if noise is None else noise
+        counting = _CountingDenoiser(denoise)
+        x0, last_state = self._run(counting, y, schedule, noise, generator)
+        return SamplingResult(x0=x0, last_state=last_state, nfe=counting.calls)
+
+    @abstractmethod
+    def _run(
+        self, denoise: Denoiser, y: Tensor, schedule: ResShiftSchedule, noise: Tensor, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
+        """Return (x0_hat, x at the last grid point)."""
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{key}={value}" for key, value in self.describe().items() if key != "sampler")
+        return f"{type(self).__name__}({fields})"
+
+
+class DiscreteResShiftSampler(ResShiftSampler):
+    """The official ResShift ancestral sampler on the discrete chain (the baseline).
+
+    x_{k-1} ~ N(eta_{k-1}/eta_k x_k + alpha_k/eta_k x0_hat, kappa^2 eta_{k-1}/eta_k alpha_k),
+    alpha_k = eta_k - eta_{k-1}; the last step (eta_{-1} = 0) returns x0_hat itself.
+    ``num_steps`` below T respaces the chain onto evenly spaced steps (round(linspace(0, T-1, N))), as the
+    official ``timestep_respacing`` does; num_steps = T is the original chain. NFE = num_steps.
+    """
+
+    label = "discrete"
+
+    def __init__(self, num_steps: int = 15) -> None:
+        super().__init__(num_steps)
+
+    def nfe(self) -> int:
+        return self.num_steps
+
+    def step_indices(self, schedule: ResShiftSchedule) -> np.ndarray:
+        """Chain steps k visited, ascending, shape (num_steps,)."""
+        total = schedule.num_timesteps
+        if self.num_steps > total:
+            raise ValueError(f"sampler option 'num_steps' ({self.num_steps}) exceeds the schedule's T={total}")
+        indices = np.unique(np.round(np.linspace(0, total - 1, self.num_steps)).astype(int))
+        if indices.size != self.num_steps:
+            raise ValueError(f"sampler option 'num_steps' ({self.num_steps}) cannot be spaced over T={total} steps")
+        return indices
+
+    def _run(self, denoise, y, schedule, noise, generator):
+        indices = self.step_indices(schedule)
+        all_etas, all_times = schedule.grid_etas(), schedule.grid_times()
+        x = y + schedule.kappa * math.sqrt(all_etas[indices[-1]]) * noise
+        for position in range(indices.size - 1, -1, -1):
+            step = indices[position]
+            eta, t = float(all_etas[step]), float(all_times[step])
+            x0 = denoise(x, t, eta)
+            if position == 0:
+                return x0, x
+            eta_prev = float(all_etas[indices[position - 1]])
+            alpha = eta - eta_prev
+            mean = (eta_prev / eta) * x + (alpha / eta) * x0
+            std = schedule.kappa * math.sqrt(eta_prev / eta * alpha)
+            x = mean + std * _gaussian_like(x, generator)
+        raise AssertionError("unreachable: the loop returns at position 0")
+
+
+class _GridSampler(ResShiftSampler):
+    """A sampler on a rho grid in t (the seed's) or in sigma (EDM / Karras) over a continuous schedule."""
+
+    uses_grid = True
+
+    def __init__(self, num_steps: int = 15, grid: str = "t", rho: float = 1.0) -> None:
+        super().__init__(num_steps)
+        if num_steps < 2:
+            raise ValueError(f"sampler option 'num_steps' must be >= 2 for {type(self).__name__}, got {num_steps}")
+        if grid not in GRID_KINDS:
+            raise ValueError(f"sampler option 'grid' is {grid!r}; choose one of {list(GRID_KINDS)}")
+        if rho == 0:
+            raise ValueError("sampler option 'rho' must be non-zero (rho=1 is the uniform grid)")
+        self.grid = grid
+        self.rho = float(rho)
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "grid": self.grid, "rho": f"{self.rho:g}"}
+
+    def build_grid(self, schedule: ResShiftSchedule) -> SamplingGrid:
+        if not isinstance(schedule, ContinuousSchedule):
+            raise TypeError(
+                f"{type(self).__name__} needs a continuous schedule, got {type(schedule).__name__}; set "
+                "'schedule.type' to ContinuousPowerSchedule (exact extension of the official chain) or "
+                "ExponentialSchedule, or use DiscreteResShiftSampler"
+            )
+        return build_grid(schedule, self.num_steps, self.grid, self.rho)
+
+    def _run(self, denoise, y, schedule, noise, generator):
+        grid = self.build_grid(schedule)
+        x_start = y + schedule.kappa * math.sqrt(grid.etas[0]) * noise
+        last_state = self._integrate(denoise, y, schedule.kappa, grid, x_start, generator)
+        return denoise(last_state, grid.times[-1], grid.etas[-1]), last_state
+
+    @abstractmethod
+    def _integrate(
+        self, denoise: Denoiser, y: Tensor, kappa: float, grid: SamplingGrid, x: Tensor, generator
+    ) -> Tensor:
+        """Carry x from the first to the last grid point; return x at the last point."""
+
+
+class _OdeCoordinates:
+    """State and time of the probability-flow ODE in eta (state x) or in sigma (state w)."""
+
+    def __init__(self, variable: str, y: Tensor, kappa: float) -> None:
+        self.variable, self.y, self.kappa = variable, y, kappa
+
+    def time(self, eta: float) -> float:
+        return eta if self.variable == "eta" else float(sigma_from_eta(eta, self.kappa))
+
+    def state(self, x: Tensor, eta: float) -> Tensor:
+        return x if self.variable == "eta" else (x - eta * self.y) / (1.0 - eta)
+
+    def image(self, state: Tensor, eta: float) -> Tensor:
+        return state if self.variable == "eta" else (1.0 - eta) * state + eta * self.y
+
+    def derivative(self, state: Tensor, x0: Tensor, time: float) -> Tensor:
+        if self.variable == "eta":
+            return (state - x0) / (2.0 * time) + 0.5 * (self.y - x0)
+        return (state - x0) / time
+
+
+class _OdeSampler(_GridSampler):
+    def __init__(self, num_steps: int = 15, grid: str = "t", rho: float = 1.0, variable: str = "eta") -> None:
+        super().__init__(num_steps, grid, rho)
+        if variable not in ODE_VARIABLES:
+            raise ValueError(f"sampler option 'variable' is {variable!r}; choose one of {list(ODE_VARIABLES)}")
+        self.variable = variable
+
+    def describe(self) -> dict[str, object]:
+        described = super().describe()
+        if self.variable != "eta":
+            described["sampler"] = f"{self.label} ({self.variable})"
+        return described
+
+
+class EulerSampler(_OdeSampler):
+    """Euler on the probability-flow ODE (in eta by default, or in sigma = DDIM). NFE = N."""
+
+    label = "Euler"
+
+    def nfe(self) -> int:
+        return self.num_steps
+
+    def _integrate(self, denoise, y, kappa, grid, x, generator):
+        coords = _OdeCoordinates(self.variable, y, kappa)
+        state = coords.state(x, grid.etas[0])
+        for i in range(grid.num_points - 1):
+            eta, eta_next = grid.etas[i], grid.etas[i + 1]
+            x0 = denoise(coords.image(state, eta), grid.times[i], eta)
+            time, time_next = coords.time(eta), coords.time(eta_next)
+            state = state + (time_next - time) * coords.derivative(state, x0, time)
+        return coords.image(state, grid.etas[-1])
+
+
+class HeunSampler(_OdeSampler):
+    """Heun (trapezoidal predictor-corrector, EDM style) on the probability-flow ODE. NFE = 2N - 1."""
+
+    label = "Heun"
+
+    def nfe(self) -> int:
+        return 2 * self.num_steps - 1
+
+    @classmethod
+    def num_steps_for_nfe(cls, nfe: int) -> int:
+        return max(2, (int(nfe) + 1) // 2)
+
+    def _integrate(self, denoise, y, kappa, grid, x, generator):
+        coords = _OdeCoordinates(self.variable, y, kappa)
+        state = coords.state(x, grid.etas[0])
+        for i in range(grid.num_points - 1):
+            eta, eta_next = grid.etas[i], grid.etas[i + 1]
+            time, time_next = coords.time(eta), coords.time(eta_next)
+            slope = coords.derivative(state, denoise(coords.image(state, eta), grid.times[i], eta), time)
+            predicted = state + (time_next - time) * slope
+            x0_next = denoise(coords.image(predicted, eta_next), grid.times[i + 1], eta_next)
+            slope_next = coords.derivative(predicted, x0_next, time_next)
+            state = state + (time_next - time) * 0.5 * (slope + slope_next)
+        return coords.image(state, grid.etas[-1])
+
+
+class EulerMaruyamaSampler(_GridSampler):
+    """Euler-Maruyama on the reverse SDE dx = (x - x0_hat) / eta d eta + kappa dW (in eta). NFE = N."""
+
+    label = "Euler-Maruyama"
+
+    def nfe(self) -> int:
+        return self.num_steps
+
+    def _integrate(self, denoise, y, kappa, grid, x, generator):
+        for i in range(grid.num_points - 1):
+            eta, eta_next = grid.etas[i], grid.etas[i + 1]
+            x0 = denoise(x, grid.times[i], eta)
+            step = eta - eta_next
+            x = x - (step / eta) * (x - x0) + kappa * math.sqrt(step) * _gaussian_like(x, generator)
+        return x
+
+
+class DPMSolverPP2MSampler(_GridSampler):
+    """DPM-Solver++(2M): second-order multistep exponential integrator in sigma on w. NFE = N.
+
+    With h_i = ln(sigma_i / sigma_{i+1}): w_{i+1} = (sigma_{i+1}/sigma_i) w_i + (1 - sigma_{i+1}/sigma_i) D_i,
+    D_i = (1 + 1/(2 r_i)) x0_hat_i - 1/(2 r_i) x0_hat_{i-1}, r_i = h_{i-1} / h_i (first step: D_0 = x0_hat_0).
+    """
+
+    label = "DPM-Solver++(2M)"
+
+    def __init__(self, num_steps: int = 8, grid: str = "sigma", rho: float = 7.0) -> None:
+        super().__init__(num_steps, grid, rho)
+
+    def nfe(self) -> int:
+        return self.num_steps
+
+    def _integrate(self, denoise, y, kappa, grid, x, generator):
+        coords = _OdeCoordinates("sigma", y, kappa)
+        sigmas = grid.sigmas(kappa)
+        state = coords.state(x, grid.etas[0])
+        previous_x0, previous_h = None, None
+        for i in range(grid.num_points - 1):
+            eta = grid.etas[i]
+            x0 = denoise(coords.image(state, eta), grid.times[i], eta)
+            h = math.log(sigmas[i] / sigmas[i + 1])
+            if previous_x0 is None:
+                combined = x0
+            else:
+                ratio = previous_h / h
+                combined = (1.0 + 0.5 / ratio) * x0 - (0.5 / ratio) * previous_x0
+            shrink = sigmas[i + 1] / sigmas[i]
+            state = shrink * state + (1.0 - shrink) * combined
+            previous_x0, previous_h = x0, h
+        return coords.image(state, grid.etas[-1])
