@@ -5,11 +5,6 @@ Networks are randomly (or deterministically) initialised; the real VQ-f4 weights
 
 from __future__ import annotations
 
-import json
-import math
-import zlib
-from importlib import resources
-
 import pytest
 import torch
 from srode_resshift.autoencoder import (
@@ -18,6 +13,7 @@ from srode_resshift.autoencoder import (
     VectorQuantizer,
     VQAutoencoder,
 )
+from srode_resshift.reference import fill_deterministic, read_reference_data
 
 from srode_plugins.api import MissingWeightsError
 
@@ -30,28 +26,9 @@ TINY_VQ_F4: dict[str, object] = {
 }
 
 
-def read_data(name: str) -> dict:
-    return json.loads(resources.files("srode_resshift").joinpath("data").joinpath(name).read_text())
-
-
-def fill_deterministic(module: torch.nn.Module) -> None:
-    """Same rule as in test_resshift_unet.py: the reference outputs were produced with it."""
-    for name, parameter in module.named_parameters():
-        values = torch.randn(
-            parameter.shape, generator=torch.Generator().manual_seed(zlib.crc32(name.encode())), dtype=torch.float64
-        )
-        if parameter.ndim >= 2:
-            values = values / math.sqrt(parameter[0].numel())
-        elif name.endswith("weight"):
-            values = 1 + 0.1 * values
-        else:
-            values = 0.1 * values
-        parameter.data.copy_(values.float())
-
-
 @pytest.fixture(scope="module")
 def manifest() -> dict:
-    return read_data("resshift_vq_f4_manifest.json")
+    return read_reference_data("resshift_vq_f4_manifest.json")
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +55,7 @@ def test_state_dict_made_from_the_manifest_loads_strictly_into_the_vq_f4(full_si
 
 
 def test_tiny_vq_reproduces_the_official_code_encode_and_decode():
-    reference = read_data("resshift_tiny_reference_outputs.json")
+    reference = read_reference_data("resshift_tiny_reference_outputs.json")
     config, ddconfig = reference["vq_config"], reference["vq_config"]["ddconfig"]
     net = VQAutoencoder(
         load_weights=False,

@@ -5,14 +5,10 @@ Every network here is randomly (or deterministically) initialised; no pretrained
 
 from __future__ import annotations
 
-import json
-import math
-import zlib
-from importlib import resources
-
 import pytest
 import torch
 import torch.nn.functional as F
+from srode_resshift.reference import fill_deterministic, read_reference_data
 from srode_resshift.unet import (
     RESSHIFT_X4_UNET_CONFIG,
     UNetModelSwin,
@@ -41,32 +37,13 @@ TINY_CONFIG: dict[str, object] = {
 }
 
 
-def read_data(name: str) -> dict:
-    return json.loads(resources.files("srode_resshift").joinpath("data").joinpath(name).read_text())
-
-
-def fill_deterministic(module: torch.nn.Module) -> None:
-    """The rule the reference outputs were produced with: parameter values depend on the parameter name only."""
-    for name, parameter in module.named_parameters():
-        values = torch.randn(
-            parameter.shape, generator=torch.Generator().manual_seed(zlib.crc32(name.encode())), dtype=torch.float64
-        )
-        if parameter.ndim >= 2:
-            values = values / math.sqrt(parameter[0].numel())
-        elif name.endswith("weight"):
-            values = 1 + 0.1 * values
-        else:
-            values = 0.1 * values
-        parameter.data.copy_(values.float())
-
-
 def seeded_normal(seed: int, *shape: int) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 @pytest.fixture(scope="module")
 def manifest() -> dict:
-    return read_data("resshift_x4_unet_manifest.json")
+    return read_reference_data("resshift_x4_unet_manifest.json")
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +85,7 @@ def test_a_missing_or_extra_key_is_refused_by_the_strict_load(full_size_unet, ma
 
 @pytest.mark.parametrize("case", [0, 1], ids=["16x16-training-size", "16x24-recomputed-mask"])
 def test_tiny_unet_reproduces_the_official_code_outputs(case):
-    reference = read_data("resshift_tiny_reference_outputs.json")
+    reference = read_reference_data("resshift_tiny_reference_outputs.json")
     config = {k: v for k, v in reference["unet_config"].items() if k not in ("dims", "use_fp16", "resblock_updown")}
     net = UNetModelSwin(**config, shift_mask="resshift").eval()
     fill_deterministic(net)
