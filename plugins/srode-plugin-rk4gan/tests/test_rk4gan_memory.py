@@ -1,4 +1,9 @@
-"""Peak memory of 512x512 LR inference, measured in a fresh process (ru_maxrss covers the whole process)."""
+"""Peak memory of 512x512 LR inference, measured in a fresh process.
+
+The peak is VmHWM from /proc/self/status: the high-water mark of the process's own memory map, which starts
+afresh at exec. (ru_maxrss would not do: Linux carries the parent's peak RSS into an exec'd child, so under a
+large pytest process it reports the parent's memory.)
+"""
 
 from __future__ import annotations
 
@@ -16,32 +21,36 @@ MIB = 1024**2
 # runs the windowed non-local attention over the full 512x512 map.
 CHILD = textwrap.dedent(
     """
-    import json, resource, sys, torch
+    import json, sys, torch
     from srode_rk4gan.generator_arch import RK4DualAttnRDN
     torch.set_num_threads(2)
     net = RK4DualAttnRDN(upscale=4, num_feat=16, num_block=2, num_layer=2, growth_rate=8, integrator="rk4",
                          attention="dual", nonlocal_window=32, nonlocal_impl="sdpa").eval()
     with torch.inference_mode():
         out = net(torch.rand(1, 3, 512, 512))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    peak = [int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
     print(json.dumps({"shape": list(out.shape), "finite": bool(torch.isfinite(out).all()), "peak_bytes": peak}))
     """
 )
 
 # One global non-local call over a 128x128 map (16384 tokens, so the naive (L, L) float32 matrix alone is 1 GiB),
-# each kind / implementation in a fresh process: ru_maxrss only ever rises, so cases must not share one.
+# each kind / implementation in a fresh process: the high-water mark only ever rises, so cases must not share one.
 GLOBAL_CHILD = textwrap.dedent(
     """
-    import json, resource, sys, torch
+    import json, sys, torch
     from srode_rk4gan.attention import NonLocalAttention
+
+    def high_water_mark():
+        return [int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
+
     torch.set_num_threads(2)
     kind, implementation = sys.argv[1], sys.argv[2]
     x = torch.randn(1, 16, 128, 128)
     block = NonLocalAttention(16, kind, None, implementation).eval()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = high_water_mark()
     with torch.inference_mode():
         block(x)
-    print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before))
+    print(json.dumps(high_water_mark() - before))
     """
 )
 
