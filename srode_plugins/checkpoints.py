@@ -84,5 +84,33 @@ def load_network_weights(net: Any, path: str | os.PathLike[str], *, option_key: 
     # load_state_dict rejects a shape mismatch even with strict=False.
     if problems and (strict or shape_mismatches(net_state, loaded)):
         raise OptionError(f"checkpoint '{file}' does not match the network: {problems}. Check the network options "
-                          f"(e.g. num_block, num_feat, scale) or load with strict_load: false.", key=option_key)
+                          f"(e.g. num_block, num_feat, scale) or set path.strict_load_g: false.", key=option_key)
     net.load_state_dict(loaded, strict=strict)
+
+
+def load_resume_state(opt: dict[str, Any], device: Any) -> dict[str, Any] | None:
+    """The training state to resume from, mapped onto `device`; None when there is nothing to resume.
+
+    `path.resume_state`, or with `opt['auto_resume']` the newest state in `path.training_states` (else
+    `<root_path>/experiments/<name>/training_states`). Also points the networks' pretrain paths at the
+    checkpoints of that iteration (BasicSR's check_resume).
+    """
+    import torch
+    from basicsr.utils import check_resume
+
+    path = None
+    if opt["auto_resume"]:
+        folder = opt["path"].get("training_states") or (
+            Path(opt.get("root_path") or os.getcwd()) / "experiments" / opt["name"] / "training_states"
+        )
+        path = latest_training_state(folder)
+        if path is not None:
+            opt["path"]["resume_state"] = str(path)
+    elif opt["path"].get("resume_state"):
+        path = opt["path"]["resume_state"]
+    if path is None:
+        return None
+    # Training states are written by this engine or BasicSR (trusted local files) and hold optimizer objects.
+    state = torch.load(path, map_location=device, weights_only=False)
+    check_resume(opt, state["iter"])
+    return state

@@ -140,7 +140,8 @@ def options_copy(name: str, dest: str) -> int:
 
 
 def _input_images(path: Path) -> list[Path]:
-    suffixes = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+    from srode_plugins.data.prepare import IMAGE_SUFFIXES as suffixes
+
     if path.is_file():
         return [path]
     if path.is_dir():

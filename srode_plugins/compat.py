@@ -287,24 +287,10 @@ def _fix_resume_on_cpu() -> bool:
     def load_resume_state(opt: dict) -> dict | None:
         import torch
 
-        from srode_plugins.checkpoints import latest_training_state
+        from srode_plugins.checkpoints import load_resume_state as load_state
 
-        path = None
-        if opt["auto_resume"]:
-            folder = opt["path"].get("training_states") or (
-                Path(opt.get("root_path") or os.getcwd()) / "experiments" / opt["name"] / "training_states"
-            )
-            path = latest_training_state(folder)
-            if path is not None:
-                opt["path"]["resume_state"] = str(path)
-        elif opt["path"].get("resume_state"):
-            path = opt["path"]["resume_state"]
-        if path is None:
-            return None
         device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else "cpu"
-        state = torch.load(path, map_location=device, weights_only=False)
-        upstream_train.check_resume(opt, state["iter"])
-        return state
+        return load_state(opt, device)
 
     upstream_train.load_resume_state = load_resume_state
     return True
@@ -452,18 +438,16 @@ def _extend_load_network_errors() -> bool:
     ORIGINALS["BaseModel.load_network"] = original
 
     def load_network(self: Any, net: Any, load_path: str, strict: bool = True, param_key: str = "params") -> None:
-        from srode_plugins.checkpoints import describe_mismatch, read_state_dict
-        from srode_plugins.errors import OptionError
+        from basicsr.utils import get_root_logger
 
-        if not Path(load_path).is_file():
-            raise OptionError(f"checkpoint '{load_path}' does not exist", key="path.pretrain_network_*")
-        if strict:
-            problems = describe_mismatch(self.get_bare_model(net).state_dict(), read_state_dict(load_path, param_key))
-            if problems:
-                raise OptionError(
-                    f"checkpoint '{load_path}' does not match the network: {problems}. Check the network options "
-                    f"or set path.strict_load_g: false.", key="path.pretrain_network_*")
-        original(self, net, load_path, strict, param_key)
+        from srode_plugins.checkpoints import load_network_weights
+
+        if not strict:  # upstream's non-strict path (drops mis-shaped keys with a warning)
+            original(self, net, load_path, strict, param_key)
+            return
+        bare = self.get_bare_model(net)
+        load_network_weights(bare, load_path, option_key="path.pretrain_network_*", param_key=param_key)
+        get_root_logger().info(f"Loaded {bare.__class__.__name__} from {load_path} (param key {param_key}).")
 
     load_network._srode = True  # type: ignore[attr-defined]
     BaseModel.load_network = load_network

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 import srode_plugins.compat  # noqa: F401  (before any basicsr import)
+from srode_plugins.data.prepare import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
     from rich.table import Table
 
 Channel = Literal["y", "rgb"]
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from torch import Tensor
 
 SRForward = Callable[[Tensor], Tensor]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def _dihedral_transforms() -> list[tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]]:

@@ -6,7 +6,6 @@ Unlike BasicSR's `parse_options`, this does no argument parsing, distributed ini
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import re
@@ -246,8 +245,7 @@ def use_demo_data(opts: OptionFile) -> None:
             io_backend={"type": "disk"},
             filename_tmpl="{}",
         )
-        if dataset.get("type") in (None, "PairedImageDataset", "SingleImageDataset") or is_train:
-            dataset.setdefault("type", "PairedImageDataset")
+        dataset.setdefault("type", "PairedImageDataset")
         dataset.pop("meta_info_file", None)
         if is_train:
             dataset["gt_size"] = min(int(dataset.get("gt_size", 96)), 96 * scale // 4 if scale >= 4 else 96)
@@ -255,7 +253,3 @@ def use_demo_data(opts: OptionFile) -> None:
     if "val" in opts.opt and not any(p.split("_")[0] == "val" for p in datasets):
         datasets["val"] = {"name": "demo_val", "type": "PairedImageDataset", "dataroot_gt": str(paths.val_hr),
                            "dataroot_lq": str(paths.val_lr), "io_backend": {"type": "disk"}, "filename_tmpl": "{}"}
-
-
-def copy_opt(opt: dict[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(opt)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from srode_plugins import options as options_mod
-from srode_plugins.checkpoints import latest_training_state
+from srode_plugins.checkpoints import load_resume_state
 from srode_plugins.engine import setup
 from srode_plugins.engine.logs import run_logger
 from srode_plugins.engine.step import TrainingStep, batch_to_channels_last, compile_generator, to_channels_last
@@ -47,25 +47,6 @@ class InterruptFlag:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-
-
-def load_resume_state(opt: dict[str, Any], device: torch.device) -> dict[str, Any] | None:
-    """The state to resume from: `path.resume_state`, or with --auto_resume the newest one of this experiment."""
-    from basicsr.utils import check_resume
-
-    path = None
-    if opt["auto_resume"]:
-        path = latest_training_state(opt["path"]["training_states"])
-        if path is not None:
-            opt["path"]["resume_state"] = str(path)
-    elif opt["path"].get("resume_state"):
-        path = Path(opt["path"]["resume_state"])
-    if path is None:
-        return None
-    # Training states are written by this engine (trusted local files) and hold optimizer objects.
-    state = torch.load(path, map_location=device, weights_only=False)
-    check_resume(opt, state["iter"])
-    return state
 
 
 def _loaders(opt: dict[str, Any], logger: logging.Logger) -> tuple[Any, Any, list[Any], int, int]:
