@@ -100,7 +100,8 @@ def test_every_generated_python_file_compiles_and_is_ruff_clean(tmp_path: Path) 
                                          "test_probe_lint_conformance.py"}
     for source in sources:
         compile(source.read_text(), str(source), "exec")
-    ruff = shutil.which("ruff")
+    # ruff of this interpreter's environment (the venv's bin/ need not be on PATH), else any on PATH
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if ruff is None:
         pytest.skip("ruff not installed")
     result = subprocess.run([ruff, "check", "--no-cache", str(plugin)], capture_output=True, text=True, cwd=plugin)
