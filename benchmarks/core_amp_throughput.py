@@ -120,30 +120,31 @@ def main() -> None:
 
     paths = demo_dataset(2)
     work = Path(tempfile.mkdtemp(prefix="srode_bench_"))
-    stock_opt = work / "stock.yml"
-    stock_opt.write_text(yaml.safe_dump(edsr_option("stock", args.iters, paths, {})))
-    srode_opt = work / "srode.yml"
-    srode_opt.write_text(
-        yaml.safe_dump(edsr_option("srode", args.iters, paths, {"amp": "bf16", "channels_last": True}))
-    )
-    stock_s = run([sys.executable, "-c", STOCK, str(stock_opt)], work, args.threads)
-    srode_s = run([sys.executable, "-m", "srode_plugins", "train", "-opt", str(srode_opt)], work, args.threads)
-    stock_psnr = last_psnr(work / "experiments" / "stock")
-    srode_psnr = last_psnr(work / "experiments" / "srode")
-    stock_loop = loop_seconds(work / "experiments" / "stock")
-    srode_loop = loop_seconds(work / "experiments" / "srode")
+    variants = [
+        ("stock basicsr.train (fp32 eager)", "stock", {}),
+        ("basicsr train, amp: bf16 + channels_last", "srode", {"amp": "bf16", "channels_last": True}),
+        ("basicsr train, amp: bf16 + channels_last, decode_cache_mb: 0", "srode_nocache",
+         {"amp": "bf16", "channels_last": True, "decode_cache_mb": 0}),
+    ]
+    rows = []
+    for label, name, engine_opts in variants:
+        option = work / f"{name}.yml"
+        option.write_text(yaml.safe_dump(edsr_option(name, args.iters, paths, engine_opts)))
+        cmd = ([sys.executable, "-c", STOCK, str(option)] if name == "stock"
+               else [sys.executable, "-m", "srode_plugins", "train", "-opt", str(option)])
+        process_s = run(cmd, work, args.threads)
+        folder = work / "experiments" / name
+        rows.append((label, loop_seconds(folder), process_s, last_psnr(folder)))
     print(f"EDSR-baseline x2 (16 blocks, 64 feat), batch 16 x 48px LR patches, {args.iters} iterations, "
-          f"{args.threads} threads")
+          f"{args.threads} threads, 1 loader worker")
     print("| run | loop s/iter | loop speed-up | process s/iter | process speed-up | val PSNR (Y, dB) |")
     print("|---|---|---|---|---|---|")
-    print(f"| stock basicsr.train (fp32 eager) | {stock_loop / args.iters:.3f} | 1.00x | {stock_s / args.iters:.3f} "
-          f"| 1.00x | {stock_psnr:.3f} |")
-    print(f"| basicsr train, amp: bf16 + channels_last | {srode_loop / args.iters:.3f} | {stock_loop / srode_loop:.2f}x"
-          f" | {srode_s / args.iters:.3f} | {stock_s / srode_s:.2f}x | {srode_psnr:.3f} |")
+    _, stock_loop, stock_s, stock_psnr = rows[0]
+    for label, loop_s, process_s, psnr in rows:
+        print(f"| {label} | {loop_s / args.iters:.3f} | {stock_loop / loop_s:.2f}x | {process_s / args.iters:.3f} "
+              f"| {stock_s / process_s:.2f}x | {psnr:.3f} ({psnr - stock_psnr:+.3f}) |")
     print("loop: the training loop incl. data loading (from each run's log); process: the whole command incl. "
           "start-up and the final fp32 validation")
-    print(f"PSNR difference: {srode_psnr - stock_psnr:+.3f} dB")
-
 
 if __name__ == "__main__":
     main()

@@ -177,6 +177,12 @@ def test_bf16_channels_last_and_grad_clip_train_in_process(tmp_path: Path, monke
     assert summary["iter"] == 2 and summary["skipped_steps"] == 0
     weight = summary["model"].net_g.conv_first.weight
     assert weight.is_contiguous(memory_format=torch.channels_last)
+    # the decoded-image cache (on by default) reported its use and was removed when training ended
+    from srode_plugins.data import decode_cache
+
+    assert decode_cache.active() is None
+    log = next((tmp_path / "experiments" / "amp").glob("train_*.log")).read_text()
+    assert re.search(r"Decoded-image cache \(main process\): [1-9]\d* images", log)
 
 
 @pytest.mark.slow

@@ -15,10 +15,13 @@ import torch
 
 from srode_plugins import options as options_mod
 from srode_plugins.checkpoints import load_resume_state
+from srode_plugins.data import decode_cache
 from srode_plugins.engine import setup
 from srode_plugins.engine.logs import run_logger
 from srode_plugins.engine.step import TrainingStep, batch_to_channels_last, compile_generator, to_channels_last
-from srode_plugins.errors import TrainingAborted
+from srode_plugins.errors import OptionError, TrainingAborted
+
+DEFAULT_DECODE_CACHE_MB = 1024
 
 
 class InterruptFlag:
@@ -112,16 +115,14 @@ def _check_ranks_agree(model: Any, logger: logging.Logger) -> None:
 def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = False, launcher: str = "none",
           auto_resume: bool = False, root: Path | None = None) -> dict[str, Any]:
     """Run training for an option file. Returns a summary (final iteration, skipped steps, paths)."""
-    from basicsr.data.prefetch_dataloader import CPUPrefetcher
-    from basicsr.models import build_model
-    from basicsr.utils import MessageLogger, get_env_info, get_time_str, init_tb_logger, make_exp_dirs
+    from basicsr.utils import get_env_info, get_time_str, init_tb_logger, make_exp_dirs
     from basicsr.utils.options import dict2str
-    from tqdm import tqdm
 
     root = (root or Path.cwd()).resolve()
     opts = options_mod.load(opt_path, overrides)
     dist = setup.init_distributed(launcher)
     opt = setup.prepare(opts, is_train=True, root=root, demo=demo, dist=dist, auto_resume=auto_resume)
+    cache_mb = _decode_cache_mb(opt["train"])
     setup.seed_everything(opt)
     device = torch.device("cuda" if opt["num_gpu"] > 0 else "cpu")
     torch.backends.cudnn.benchmark = True
@@ -137,6 +138,32 @@ def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fal
     tb_logger = None
     if opt["logger"].get("use_tb_logger") and opt["rank"] == 0:
         tb_logger = init_tb_logger(log_dir=str(root / "tb_logger" / opt["name"]))
+
+    decode_cache.install(cache_mb * 2**20)
+    try:
+        return _train(opts, opt, root, dist, device, resume_state, logger, tb_logger)
+    finally:
+        cache = decode_cache.active()
+        if cache is not None:
+            logger.info(f"Decoded-image cache (main process): {len(cache)} images, "
+                        f"{cache.used_bytes / 2**20:.1f} MiB, {cache.hits} hits, {cache.misses} misses.")
+        decode_cache.uninstall()
+
+
+def _decode_cache_mb(train_opt: dict[str, Any]) -> int:
+    value = train_opt.get("decode_cache_mb", DEFAULT_DECODE_CACHE_MB)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise OptionError(f"value {value!r}: give the decoded-image cache size per process in MiB "
+                          f"(an integer >= 0; 0 switches the cache off)", key="train.decode_cache_mb")
+    return value
+
+
+def _train(opts: Any, opt: dict[str, Any], root: Path, dist: bool, device: torch.device, resume_state: Any,
+           logger: logging.Logger, tb_logger: Any) -> dict[str, Any]:
+    from basicsr.data.prefetch_dataloader import CPUPrefetcher
+    from basicsr.models import build_model
+    from basicsr.utils import MessageLogger
+    from tqdm import tqdm
 
     train_loader, sampler, val_loaders, total_epochs, total_iters = _loaders(opt, logger)
     model = build_model(opt)

@@ -1,0 +1,102 @@
+"""The decoded-image cache: same pixels as a fresh decode, copies out, a byte budget, and the engine switch."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import srode_plugins.compat  # noqa: F401  (makes `import basicsr` work on current torchvision)
+from srode_plugins.data import decode_cache
+from srode_plugins.data.demo import demo_dataset
+
+
+@pytest.fixture(autouse=True)
+def _no_cache_left_behind() -> None:
+    yield
+    decode_cache.uninstall()
+
+
+def _png(seed: int, size: int = 12) -> bytes:
+    image = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+def test_cached_decode_equals_a_fresh_decode_and_hands_out_copies() -> None:
+    from basicsr.utils.img_util import imfrombytes
+
+    cache = decode_cache.DecodeCache(10**6, imfrombytes)
+    content = _png(0)
+    first = cache(content, float32=True)
+    np.testing.assert_array_equal(first, imfrombytes(content, float32=True))
+    first[:] = -1.0  # BasicSR's augment flips crops in place: the cached array must not change
+    second = cache(content, float32=True)
+    np.testing.assert_array_equal(second, imfrombytes(content, float32=True))
+    assert (cache.hits, cache.misses, len(cache)) == (1, 1, 1)
+    # the flag and the dtype are part of the key
+    assert cache(content, flag="grayscale").shape == (12, 12)
+    assert cache(content).dtype == np.uint8
+    assert len(cache) == 3
+
+
+def test_cache_stops_storing_at_its_byte_budget_but_keeps_decoding() -> None:
+    from basicsr.utils.img_util import imfrombytes
+
+    one_image = 12 * 12 * 3 * 4  # float32 bytes of one 12x12 RGB image
+    cache = decode_cache.DecodeCache(2 * one_image, imfrombytes)
+    images = [_png(seed) for seed in range(4)]
+    for content in images:
+        np.testing.assert_array_equal(cache(content, float32=True), imfrombytes(content, float32=True))
+    assert len(cache) == 2 and cache.used_bytes == 2 * one_image
+    cache(images[3], float32=True)
+    assert cache.hits == 0 and cache.misses == 5  # the third and fourth images were never stored
+
+
+def test_install_routes_basicsr_datasets_through_the_cache_with_identical_samples() -> None:
+    import basicsr.data.paired_image_dataset as paired
+    from basicsr.utils.img_util import imfrombytes as original
+
+    paths = demo_dataset(2)
+    opt = {"name": "d", "type": "PairedImageDataset", "dataroot_gt": str(paths.train_hr),
+           "dataroot_lq": str(paths.train_lr), "filename_tmpl": "{}", "io_backend": {"type": "disk"},
+           "gt_size": 32, "use_hflip": True, "use_rot": True, "scale": 2, "phase": "train"}
+
+    def samples() -> list[dict]:
+        dataset = paired.PairedImageDataset(dict(opt, io_backend={"type": "disk"}))
+        random.seed(3)
+        return [dataset[i % len(dataset)] for i in range(2 * len(dataset))]
+
+    plain = samples()
+    cache = decode_cache.install(64 * 2**20)
+    assert paired.imfrombytes is cache and decode_cache.active() is cache
+    cached = samples()
+    # two passes over the files, two images per sample: the first pass decodes each file once, the second hits
+    assert cache.misses == len(plain) and cache.hits == len(plain)
+    for a, b in zip(plain, cached, strict=True):
+        torch.testing.assert_close(a["gt"], b["gt"], rtol=0, atol=0)
+        torch.testing.assert_close(a["lq"], b["lq"], rtol=0, atol=0)
+    decode_cache.uninstall()
+    assert paired.imfrombytes is original and decode_cache.active() is None
+
+
+def test_zero_budget_installs_nothing() -> None:
+    import basicsr.data.paired_image_dataset as paired
+    from basicsr.utils.img_util import imfrombytes as original
+
+    assert decode_cache.install(0) is None
+    assert paired.imfrombytes is original
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "big", True])
+def test_engine_rejects_a_bad_cache_size_naming_the_key(tmp_path: Path, value: object) -> None:
+    from srode_plugins.engine.train import _decode_cache_mb
+    from srode_plugins.errors import OptionError
+
+    with pytest.raises(OptionError, match=r"train\.decode_cache_mb") as error:
+        _decode_cache_mb({"decode_cache_mb": value})
+    assert "0 switches the cache off" in str(error.value)
+    assert _decode_cache_mb({}) == 1024 and _decode_cache_mb({"decode_cache_mb": 0}) == 0
