@@ -100,3 +100,25 @@ def test_engine_rejects_a_bad_cache_size_naming_the_key(tmp_path: Path, value: o
         _decode_cache_mb({"decode_cache_mb": value})
     assert "0 switches the cache off" in str(error.value)
     assert _decode_cache_mb({}) == 1024 and _decode_cache_mb({"decode_cache_mb": 0}) == 0
+
+
+def test_training_loader_workers_persist_across_epochs_so_their_caches_do() -> None:
+    from basicsr.data import build_dataloader, build_dataset
+
+    from srode_plugins.engine.setup import fill_defaults
+
+    paths = demo_dataset(2)
+    pair = {"type": "PairedImageDataset", "dataroot_gt": str(paths.train_hr), "dataroot_lq": str(paths.train_lr),
+            "filename_tmpl": "{}"}
+    opt = {"scale": 2, "datasets": {
+        "train": {**pair, "name": "t", "gt_size": 32, "use_hflip": False, "use_rot": False,
+                  "num_worker_per_gpu": 1, "batch_size_per_gpu": 2},
+        "train_inline": {**pair, "name": "i", "gt_size": 32, "num_worker_per_gpu": 0, "batch_size_per_gpu": 2},
+        "val": {**pair, "name": "v"}}}
+    fill_defaults(opt, is_train=True)
+    train = opt["datasets"]["train"]
+    assert train["persistent_workers"] is True
+    assert "persistent_workers" not in opt["datasets"]["train_inline"]  # DataLoader refuses it without workers
+    assert "persistent_workers" not in opt["datasets"]["val"]
+    loader = build_dataloader(build_dataset(train), train, num_gpu=0, dist=False, sampler=None, seed=0)
+    assert loader.persistent_workers

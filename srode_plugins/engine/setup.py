@@ -89,6 +89,9 @@ def fill_defaults(opt: dict[str, Any], is_train: bool) -> None:
         if "scale" in opt:
             dataset["scale"] = opt["scale"]
         dataset.setdefault("io_backend", {"type": "disk"})
+        if dataset["phase"] == "train" and int(dataset.get("num_worker_per_gpu") or 0) > 0:
+            # keep loader workers (and their decoded-image caches) alive across epochs instead of re-forking them
+            dataset.setdefault("persistent_workers", True)
 
 
 def set_run_paths(opt: dict[str, Any], root: Path, is_train: bool) -> None:
