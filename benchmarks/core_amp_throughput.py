@@ -110,10 +110,37 @@ def last_psnr(folder: Path) -> float:
     return float(re.findall(r"# psnr: ([0-9.]+)", text)[-1])
 
 
+def step_seconds(amp: bool, channels_last: bool, repeats: int) -> float:
+    """Median time of one bare training step (forward, L1, backward, Adam) of the benchmark's network and batch
+    on random tensors: no data loading, no engine. The ratio of these is the ceiling of the end-to-end ratio."""
+    import torch
+    from basicsr.archs.edsr_arch import EDSR
+
+    torch.manual_seed(0)
+    net = EDSR(3, 3, num_feat=64, num_block=16, upscale=2, res_scale=1, img_range=255.0,
+               rgb_mean=(0.4488, 0.4371, 0.4040))
+    lq, gt = torch.rand(16, 3, 48, 48), torch.rand(16, 3, 96, 96)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        lq = lq.contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+    timings = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            loss = torch.nn.functional.l1_loss(net(lq).float(), gt)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        timings.append(time.perf_counter() - start)
+    return sorted(timings[1:])[repeats // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iters", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--step-repeats", type=int, default=6, help="bare training steps timed per variant")
     args = parser.parse_args()
 
     from srode_plugins.data.demo import demo_dataset
@@ -145,6 +172,19 @@ def main() -> None:
               f"| {stock_s / process_s:.2f}x | {psnr:.3f} ({psnr - stock_psnr:+.3f}) |")
     print("loop: the training loop incl. data loading (from each run's log); process: the whole command incl. "
           "start-up and the final fp32 validation")
+
+    import torch
+
+    import srode_plugins.compat  # noqa: F401  (import basicsr on current torchvision)
+
+    torch.set_num_threads(args.threads)
+    fp32 = step_seconds(amp=False, channels_last=False, repeats=args.step_repeats)
+    bf16 = step_seconds(amp=True, channels_last=True, repeats=args.step_repeats)
+    print(f"\nBare training step, same network and batch, random tensors, median of {args.step_repeats}:")
+    print("| step | s/step | speed-up |")
+    print("|---|---|---|")
+    print(f"| fp32 eager, NCHW | {fp32:.3f} | 1.00x |")
+    print(f"| bf16 autocast + channels_last | {bf16:.3f} | {fp32 / bf16:.2f}x |")
 
 if __name__ == "__main__":
     main()
