@@ -4,7 +4,7 @@ Both runs train the same option file (same seed, data, iterations) back to back 
 end including data loading and the final validation; the script prints seconds/iteration, the speed-up ratio
 and the validation PSNR of both (the target: >= 2.5x, PSNR within 0.1 dB).
 
-    .venv/bin/python benchmarks/core_amp_throughput.py [--iters 60] [--threads 2]
+    .venv/bin/python benchmarks/core_amp_throughput.py [--iters 60] [--repeat 3] [--threads 2]
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -140,6 +141,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iters", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved runs of every variant (median reported)")
     parser.add_argument("--step-repeats", type=int, default=6, help="bare training steps timed per variant")
     args = parser.parse_args()
 
@@ -153,23 +155,31 @@ def main() -> None:
         ("basicsr train, amp: bf16 + channels_last, decode_cache_mb: 0", "srode_nocache",
          {"amp": "bf16", "channels_last": True, "decode_cache_mb": 0}),
     ]
-    rows = []
-    for label, name, engine_opts in variants:
-        option = work / f"{name}.yml"
-        option.write_text(yaml.safe_dump(edsr_option(name, args.iters, paths, engine_opts)))
-        cmd = ([sys.executable, "-c", STOCK, str(option)] if name == "stock"
-               else [sys.executable, "-m", "srode_plugins", "train", "-opt", str(option)])
-        process_s = run(cmd, work, args.threads)
-        folder = work / "experiments" / name
-        rows.append((label, loop_seconds(folder), process_s, last_psnr(folder)))
-    print(f"EDSR-baseline x2 (16 blocks, 64 feat), batch 16 x 48px LR patches, {args.iters} iterations, "
-          f"{args.threads} threads, 1 loader worker")
+    measured: dict[str, list[tuple[float, float, float]]] = {name: [] for _, name, _ in variants}
+    for repeat in range(args.repeat):  # interleaved, so a slow spell of the machine hits every variant alike
+        for _, name, engine_opts in variants:
+            run_name = f"{name}_{repeat}"
+            option = work / f"{run_name}.yml"
+            option.write_text(yaml.safe_dump(edsr_option(run_name, args.iters, paths, engine_opts)))
+            cmd = ([sys.executable, "-c", STOCK, str(option)] if name == "stock"
+                   else [sys.executable, "-m", "srode_plugins", "train", "-opt", str(option)])
+            process_s = run(cmd, work, args.threads)
+            folder = work / "experiments" / run_name
+            measured[name].append((loop_seconds(folder), process_s, last_psnr(folder)))
+            print(f"repeat {repeat + 1}/{args.repeat} {name}: loop {measured[name][-1][0]:.0f} s", flush=True)
+    rows = [(label, *(statistics.median(column) for column in zip(*measured[name], strict=True)))
+            for label, name, _ in variants]
+    print(f"\nEDSR-baseline x2 (16 blocks, 64 feat), batch 16 x 48px LR patches, {args.iters} iterations, "
+          f"{args.threads} threads, 1 loader worker; median of {args.repeat} interleaved runs")
     print("| run | loop s/iter | loop speed-up | process s/iter | process speed-up | val PSNR (Y, dB) |")
     print("|---|---|---|---|---|---|")
     _, stock_loop, stock_s, stock_psnr = rows[0]
     for label, loop_s, process_s, psnr in rows:
         print(f"| {label} | {loop_s / args.iters:.3f} | {stock_loop / loop_s:.2f}x | {process_s / args.iters:.3f} "
               f"| {stock_s / process_s:.2f}x | {psnr:.3f} ({psnr - stock_psnr:+.3f}) |")
+    per_run = ", ".join(f"{stock[0] / ours[0]:.2f}x" for stock, ours in zip(measured["stock"], measured["srode"],
+                                                                           strict=True))
+    print(f"loop speed-up of each repeat (stock / bf16 + channels_last): {per_run}")
     print("loop: the training loop incl. data loading (from each run's log); process: the whole command incl. "
           "start-up and the final fp32 validation")
 
