@@ -122,3 +122,16 @@ def test_training_loader_workers_persist_across_epochs_so_their_caches_do() -> N
     assert "persistent_workers" not in opt["datasets"]["val"]
     loader = build_dataloader(build_dataset(train), train, num_gpu=0, dist=False, sampler=None, seed=0)
     assert loader.persistent_workers
+
+
+def test_the_cache_budget_is_shared_out_between_the_main_process_and_the_loader_workers() -> None:
+    from srode_plugins.engine.train import _decode_cache_share
+
+    def opt(workers: object) -> dict:
+        return {"datasets": {"train": {"num_worker_per_gpu": workers}, "val": {}}}
+
+    assert _decode_cache_share(1024, opt(0)) == 1024 * 2**20
+    assert _decode_cache_share(1024, opt(None)) == 1024 * 2**20
+    assert _decode_cache_share(1024, opt(3)) == 256 * 2**20
+    assert _decode_cache_share(0, opt(3)) == 0
+    assert _decode_cache_share(600, {"datasets": {"val": {}}}) == 600 * 2**20  # `basicsr train` without a train set

@@ -9,7 +9,8 @@ name, plugin datasets included) with a version that keys the decoded array on a 
 so it works with any dataset and io backend that decodes through `imfrombytes`. Cached arrays are returned
 as copies (BasicSR's `augment` flips crops in place) and are bit-identical to a fresh decode. Each process
 (every DataLoader worker) holds its own cache up to `max_bytes`; past that, images are decoded as before.
-The engine turns it on for `basicsr train` (option `train.decode_cache_mb`, default 1024, 0 switches it off).
+The engine turns it on for `basicsr train` (option `train.decode_cache_mb`, default 1024 MiB for the run, shared
+out equally between the main process and the training loader workers; 0 switches it off).
 """
 
 from __future__ import annotations

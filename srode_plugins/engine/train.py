@@ -139,7 +139,7 @@ def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fal
     if opt["logger"].get("use_tb_logger") and opt["rank"] == 0:
         tb_logger = init_tb_logger(log_dir=str(root / "tb_logger" / opt["name"]))
 
-    decode_cache.install(cache_mb * 2**20)
+    decode_cache.install(_decode_cache_share(cache_mb, opt))
     try:
         return _train(opts, opt, root, dist, device, resume_state, logger, tb_logger)
     finally:
@@ -153,9 +153,16 @@ def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fal
 def _decode_cache_mb(train_opt: dict[str, Any]) -> int:
     value = train_opt.get("decode_cache_mb", DEFAULT_DECODE_CACHE_MB)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise OptionError(f"value {value!r}: give the decoded-image cache size per process in MiB "
+        raise OptionError(f"value {value!r}: give the decoded-image cache size in MiB "
                           f"(an integer >= 0; 0 switches the cache off)", key="train.decode_cache_mb")
     return value
+
+
+def _decode_cache_share(cache_mb: int, opt: dict[str, Any]) -> int:
+    """Bytes of decoded images each process may keep: the run's budget shared out equally between the main
+    process and the training loader workers (each worker holds its own cache)."""
+    workers = int(opt["datasets"].get("train", {}).get("num_worker_per_gpu") or 0)
+    return cache_mb * 2**20 // (workers + 1)
 
 
 def _train(opts: Any, opt: dict[str, Any], root: Path, dist: bool, device: torch.device, resume_state: Any,
