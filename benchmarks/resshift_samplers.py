@@ -85,8 +85,11 @@ def augment(gt: torch.Tensor, lq: torch.Tensor, code: int) -> tuple[torch.Tensor
     return torch.rot90(gt, code & 3, (-2, -1)), torch.rot90(lq, code & 3, (-2, -1))
 
 
-def random_patches(pairs, count: int, hr_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """`count` aligned random (HR hr_size^2, LR (hr_size/4)^2) patch pairs with random flips / quarter turns."""
+def random_patches(
+    pairs, count: int, hr_size: int, generator: torch.Generator, permute_channels: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`count` aligned random (HR hr_size^2, LR (hr_size/4)^2) patch pairs with random flips / quarter turns and,
+    with `permute_channels`, a random order of the RGB channels (bicubic downscaling commutes with both)."""
     lr_size = hr_size // SCALE
     gts, lqs = [], []
     for _ in range(count):
@@ -98,6 +101,9 @@ def random_patches(pairs, count: int, hr_size: int, generator: torch.Generator) 
             lr[:, top : top + lr_size, left : left + lr_size],
             int(torch.randint(8, (1,), generator=generator)),
         )
+        if permute_channels:
+            order = torch.randperm(3, generator=generator)
+            gt, lq = gt[order], lq[order]
         gts.append(gt)
         lqs.append(lq)
     return torch.stack(gts), torch.stack(lqs)
@@ -149,6 +155,7 @@ class TrainingOptions:
     lr: float = 1e-3
     ema_decay: float = 0.0  # 0: the raw weights are the result
     bf16: bool = False  # autocast the forward pass to bfloat16 (the weights and the optimiser stay fp32)
+    permute_channels: bool = False  # shuffle RGB per patch, so colours must come from the input, not a prior
     checkpoint: Path | None = None  # written every 500 iterations and at the end
     losses: list[float] = field(default_factory=list)
 
@@ -165,7 +172,7 @@ def train(net: torch.nn.Module, schedule, pairs, options: TrainingOptions, devic
         return ema.state if ema else net.state_dict()
 
     for iteration in tqdm(range(options.iterations), desc="training tiny UNet", leave=False):
-        gt, lq = random_patches(pairs, options.batch, options.patch, generator)
+        gt, lq = random_patches(pairs, options.batch, options.patch, generator, options.permute_channels)
         gt, lq = gt.to(device), lq.to(device)
         x0, y = gt * 2 - 1, upsample(lq) * 2 - 1
         with torch.autocast(device.type, torch.bfloat16, enabled=options.bf16):
@@ -394,6 +401,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (cosine decay to 1e-5)")
     parser.add_argument("--ema-decay", type=float, default=0.0, help="keep a warmed-up EMA and report it (0: off)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast in training (sampling stays fp32)")
+    parser.add_argument("--permute-channels", action="store_true", help="random RGB order per training patch")
+    parser.add_argument("--init", type=Path, default=None, help="state dict to start training from (fine-tuning)")
     parser.add_argument("--checkpoint", type=Path, default=None, help="trained tiny-UNet state dict (skips training)")
     parser.add_argument("--train-only", action="store_true", help="stop after training (and the denoiser check)")
     parser.add_argument("--seeds", type=int, default=2, help="prior-noise seeds averaged in the quality table")
@@ -419,9 +428,12 @@ def main() -> None:
     val_gt, val_lq = held_out_tiles(load_pairs(paths.val_hr, paths.val_lr), TILE, args.tiles)
     val_gt, val_lq = val_gt.to(device), val_lq.to(device)
 
-    options = TrainingOptions(iterations, args.batch, args.patch, args.lr, args.ema_decay, args.bf16)
+    options = TrainingOptions(
+        iterations, args.batch, args.patch, args.lr, args.ema_decay, args.bf16, args.permute_channels
+    )
+    if args.checkpoint or args.init:
+        net.load_state_dict(torch.load(args.checkpoint or args.init, map_location=device, weights_only=True))
     if args.checkpoint:
-        net.load_state_dict(torch.load(args.checkpoint, map_location=device, weights_only=True))
         net.eval()
     else:
         options.checkpoint = args.out / "tiny_unet_demo.pth" if args.out else None
@@ -430,8 +442,8 @@ def main() -> None:
         losses = options.losses
         print(
             f"trained {iterations} iterations ({args.batch} x {args.patch}x{args.patch} HR patches, ema_decay "
-            f"{args.ema_decay:g}) in {time.perf_counter() - start:.0f} s; x0 MSE {np.mean(losses[:50]):.4f} "
-            f"(first 50) -> {np.mean(losses[-50:]):.4f} (last 50)"
+            f"{args.ema_decay:g}, from {args.init or 'random init'}) in {time.perf_counter() - start:.0f} s; "
+            f"x0 MSE {np.mean(losses[:50]):.4f} (first 50) -> {np.mean(losses[-50:]):.4f} (last 50)"
         )
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     bicubic = upsample(val_lq).clamp(0, 1)
