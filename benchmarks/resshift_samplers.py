@@ -1,15 +1,17 @@
 """ResShift samplers side by side: throughput at NFE 4/8/15 and quality at equal NFE on the demo data.
 
 1. Trains the demo's tiny pixel-space Swin-UNet (srode_resshift options/resshift_x4_demo.yml) on the embedded
-   demo training photos for --train-iters steps (continuous time, x0 MSE, no EMA unless --ema-decay), or loads
-   --checkpoint. With --out the weights are written there every 500 iterations and at the end.
+   demo training photos for --train-iters steps (continuous time, x0 MSE, no EMA unless --ema-decay; from
+   --init when fine-tuning, optionally with --permute-channels), or loads --checkpoint. With --out the weights
+   are written there every 500 iterations and at the end.
 2. Checks the denoiser: PSNR vs HR of its x0 prediction at a few t, next to the PSNR of the noisy input x_t
    itself (a usable denoiser beats x_t at small t) and of bicubic upsampling.
 3. Throughput: SR images per second of each sampler at NFE budgets 4, 8, 15, as a ratio to the discrete
    ResShift sampler at the same budget (measured in this run).
 4. Quality: PSNR and SSIM vs HR on 64x64 tiles of the held-out demo photos per sampler and NFE, PSNR vs the
    converged ODE solution (Heun in sigma, --reference-steps points, same prior noise) for the ODE samplers,
-   and the NFE at which each sampler first reaches the discrete sampler's score at 15 steps, per metric.
+   and the NFE at which each sampler first reaches the discrete sampler's score at 15 steps, per metric (for
+   the ODE distance: the NFE at which it comes within ODE_MATCH_DB of the converged solution).
    LPIPS joins the metrics only where the `lpips` package and its AlexNet backbone file are present (no
    downloads; --lpips-backbone or the torch cache). With --out, a PNG of sample outputs per tile: one row per
    sampler, one column per NFE.

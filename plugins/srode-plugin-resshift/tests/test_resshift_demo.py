@@ -56,3 +56,11 @@ def test_demo_option_trains_through_the_engine_and_writes_a_checkpoint(tmp_path)
     assert summary["iter"] == 3
     checkpoint = torch.load(Path(summary["experiments_root"]) / "models" / "net_g_3.pth", weights_only=True)
     assert set(checkpoint) == {"params", "params_ema"}
+
+
+def test_demo_unet_normalises_groups_of_several_channels_so_image_levels_survive_groupnorm():
+    # one channel per GroupNorm group erases each image's mean and contrast before the output conv, and the
+    # tiny UNet's x0 prediction then stalls near 20 dB (BENCHMARKS.md, ResShift samplers)
+    network = options_module.load(option_path("resshift_x4_demo.yml")).opt["network_g"]
+    widths = [network["model_channels"] * mult for mult in network["channel_mult"]] + [network["swin_embed_dim"]]
+    assert min(width // network["norm_groups"] for width in widths) >= 4
