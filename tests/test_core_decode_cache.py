@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -92,7 +91,7 @@ def test_zero_budget_installs_nothing() -> None:
 
 
 @pytest.mark.parametrize("value", [-1, 1.5, "big", True])
-def test_engine_rejects_a_bad_cache_size_naming_the_key(tmp_path: Path, value: object) -> None:
+def test_engine_rejects_a_bad_cache_size_naming_the_key(value: object) -> None:
     from srode_plugins.engine.train import _decode_cache_mb
     from srode_plugins.errors import OptionError
 
