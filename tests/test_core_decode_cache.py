@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -90,15 +91,42 @@ def test_zero_budget_installs_nothing() -> None:
     assert paired.imfrombytes is original
 
 
-@pytest.mark.parametrize("value", [-1, 1.5, "big", True])
-def test_engine_rejects_a_bad_cache_size_naming_the_key(value: object) -> None:
-    from srode_plugins.engine.train import _decode_cache_mb
+@pytest.mark.parametrize(("value", "problem"), [(-1, "0 switches the cache off"), (1.5, "must be a whole number"),
+                                              ("big", "must be a number"), (True, "must be a number")])
+def test_a_bad_cache_size_names_the_file_key_and_value(tmp_path: Path, value: object, problem: str) -> None:
+    from srode_plugins.engine import setup
     from srode_plugins.errors import OptionError
 
+    opts = _train_options(tmp_path, {"decode_cache_mb": value})
     with pytest.raises(OptionError, match=r"train\.decode_cache_mb") as error:
-        _decode_cache_mb({"decode_cache_mb": value})
-    assert "0 switches the cache off" in str(error.value)
-    assert _decode_cache_mb({}) == 1024 and _decode_cache_mb({"decode_cache_mb": 0}) == 0
+        setup.validate_common(opts, is_train=True)
+    assert str(opts.file) in str(error.value) and repr(value) in str(error.value) and problem in str(error.value)
+
+
+def test_cache_size_written_as_a_string_is_read_as_a_number_and_absent_means_the_default(tmp_path: Path) -> None:
+    from srode_plugins.engine import setup
+    from srode_plugins.engine.train import DEFAULT_DECODE_CACHE_MB, _decode_cache_mb
+
+    quoted = _train_options(tmp_path / "quoted", {"decode_cache_mb": "512"})
+    setup.validate_common(quoted, is_train=True)
+    assert _decode_cache_mb(quoted.opt["train"]) == 512
+    absent = _train_options(tmp_path / "absent", {})
+    setup.validate_common(absent, is_train=True)
+    assert _decode_cache_mb(absent.opt["train"]) == DEFAULT_DECODE_CACHE_MB == 1024
+
+
+def _train_options(folder: Path, train_extra: dict[str, object]):
+    import yaml
+
+    from srode_plugins import options
+
+    opt = {"name": "cache", "model_type": "SRModel", "network_g": {"type": "EDSR"},
+           "datasets": {"train": {"type": "PairedImageDataset", "batch_size_per_gpu": 2}},
+           "train": {"total_iter": 10, **train_extra}}
+    folder.mkdir(parents=True, exist_ok=True)
+    file = folder / "train.yml"
+    file.write_text(yaml.safe_dump(opt))
+    return options.load(file)
 
 
 def test_training_loader_workers_persist_across_epochs_so_their_caches_do() -> None:

@@ -56,6 +56,11 @@ def validate_common(opts: OptionFile, is_train: bool) -> None:
             coerce_number(opts, f"train.{key}.lr", float)
             coerce_number(opts, f"train.{key}.weight_decay", float)
     coerce_number(opts, "train.ema_decay", float)
+    coerce_number(opts, "train.decode_cache_mb", int)
+    cache_mb = options_mod.get_path(opts.opt, "train.decode_cache_mb")
+    if cache_mb is not None and cache_mb < 0:
+        raise opts.error(f"value {cache_mb!r}: give the decoded-image cache size in MiB (an integer >= 0; "
+                         "0 switches the cache off)", "train.decode_cache_mb")
     if is_train:
         if "train" not in datasets:
             raise opts.error("training needs a 'train' dataset", "datasets.train")

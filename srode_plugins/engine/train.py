@@ -19,7 +19,7 @@ from srode_plugins.data import decode_cache
 from srode_plugins.engine import setup
 from srode_plugins.engine.logs import run_logger
 from srode_plugins.engine.step import TrainingStep, batch_to_channels_last, compile_generator, to_channels_last
-from srode_plugins.errors import OptionError, TrainingAborted
+from srode_plugins.errors import TrainingAborted
 
 DEFAULT_DECODE_CACHE_MB = 1024
 
@@ -151,11 +151,9 @@ def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fal
 
 
 def _decode_cache_mb(train_opt: dict[str, Any]) -> int:
-    value = train_opt.get("decode_cache_mb", DEFAULT_DECODE_CACHE_MB)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise OptionError(f"value {value!r}: give the decoded-image cache size in MiB "
-                          f"(an integer >= 0; 0 switches the cache off)", key="train.decode_cache_mb")
-    return value
+    """The run's decoded-image cache budget in MiB (setup.validate_common has checked the value)."""
+    value = train_opt.get("decode_cache_mb")
+    return DEFAULT_DECODE_CACHE_MB if value is None else value
 
 
 def _decode_cache_share(cache_mb: int, opt: dict[str, Any]) -> int:
