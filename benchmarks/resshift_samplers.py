@@ -61,10 +61,10 @@ STOCHASTIC = (BASELINE, "Euler-Maruyama, t grid")  # no deterministic ODE soluti
 SAMPLERS: dict[str, Callable[[int], ResShiftSampler]] = {
     BASELINE: lambda nfe: DiscreteResShiftSampler(nfe),
     "Euler, t grid rho=1": lambda nfe: EulerSampler(nfe, grid="t", rho=1.0),
-    "Heun, t grid rho=1": lambda nfe: HeunSampler(HeunSampler.num_steps_for_nfe(nfe), grid="t", rho=1.0),
+    "Heun (w in sigma), t grid rho=1": lambda nfe: HeunSampler(HeunSampler.num_steps_for_nfe(nfe), grid="t", rho=1.0),
     "Euler, sigma grid rho=7": lambda nfe: EulerSampler(nfe, grid="sigma", rho=7.0),
     "Heun (EDM: w in sigma), sigma grid rho=7": lambda nfe: HeunSampler(
-        HeunSampler.num_steps_for_nfe(nfe), grid="sigma", rho=7.0, variable="sigma"
+        HeunSampler.num_steps_for_nfe(nfe), grid="sigma", rho=7.0
     ),
     "Euler-Maruyama, t grid": lambda nfe: EulerMaruyamaSampler(nfe, grid="t", rho=1.0),
     "DPM-Solver++(2M), sigma": lambda nfe: DPMSolverPP2MSampler(nfe, grid="sigma", rho=7.0),

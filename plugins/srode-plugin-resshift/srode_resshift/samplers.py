@@ -26,6 +26,7 @@ from .grids import GRID_KINDS, SamplingGrid, build_grid
 from .schedules import ContinuousSchedule, ResShiftSchedule, sigma_from_eta
 
 __all__ = [
+    "HEUN_ETA_MIN_RATIO",
     "DPMSolverPP2MSampler",
     "Denoiser",
     "DiscreteResShiftSampler",
@@ -34,6 +35,7 @@ __all__ = [
     "HeunSampler",
     "ResShiftSampler",
     "SamplingResult",
+    "heun_eta_noise_gain",
 ]
 
 Denoiser = Callable[[Tensor, float, float], Tensor]
@@ -221,21 +223,26 @@ class _OdeCoordinates:
 
 
 class _OdeSampler(_GridSampler):
-    def __init__(self, num_steps: int = 15, grid: str = "t", rho: float = 1.0, variable: str = "eta") -> None:
+    default_variable = "eta"
+
+    def __init__(self, num_steps: int = 15, grid: str = "t", rho: float = 1.0, variable: str | None = None) -> None:
         super().__init__(num_steps, grid, rho)
+        variable = self.default_variable if variable is None else variable
         if variable not in ODE_VARIABLES:
             raise ValueError(f"sampler option 'variable' is {variable!r}; choose one of {list(ODE_VARIABLES)}")
         self.variable = variable
 
     def describe(self) -> dict[str, object]:
         described = super().describe()
-        if self.variable != "eta":
+        if self.variable != self.default_variable:
             described["sampler"] = f"{self.label} ({self.variable})"
         return described
 
 
 class EulerSampler(_OdeSampler):
-    """Euler on the probability-flow ODE (in eta by default, or in sigma = DDIM). NFE = N."""
+    """Euler on the probability-flow ODE, in eta by default (the seed's form), or in sigma (``variable: sigma``:
+    DDIM, exact on the flow of a fixed x0_hat). In eta a step keeps (1 + eta_next / eta) / 2 of the noise where
+    the exact flow keeps sqrt(eta_next / eta): stable on any grid, first order. NFE = N."""
 
     label = "Euler"
 
@@ -253,10 +260,30 @@ class EulerSampler(_OdeSampler):
         return coords.image(state, grid.etas[-1])
 
 
+def heun_eta_noise_gain(ratio: float | np.ndarray) -> float | np.ndarray:
+    """Factor by which one Heun step in eta, from eta to ratio * eta with x0_hat held fixed, multiplies the
+    noise part c sqrt(eta) of x - x0_hat (the exact flow multiplies it by sqrt(ratio)).
+
+    Predictor and corrector on dx/d eta = (x - x0_hat) / (2 eta) + ...: g(r) = 1 + (r - 1)/4 + (r^2 - 1)/(8 r).
+    |g(r)| <= 1 needs r >= (sqrt(52) - 7)/3 = 0.0704; below it the step amplifies the noise (about -1/(8 r)).
+    """
+    return 1.0 + (ratio - 1.0) / 4.0 + (ratio * ratio - 1.0) / (8.0 * ratio)
+
+
+HEUN_ETA_MIN_RATIO = (math.sqrt(52.0) - 7.0) / 3.0  # smallest eta_next / eta with |heun_eta_noise_gain| <= 1
+
+
 class HeunSampler(_OdeSampler):
-    """Heun (trapezoidal predictor-corrector, EDM style) on the probability-flow ODE. NFE = 2N - 1."""
+    """Heun (trapezoidal predictor-corrector, EDM style) on the probability-flow ODE. NFE = 2N - 1.
+
+    Integrates w = (x - eta y) / (1 - eta) in sigma by default (``variable: sigma``), EDM's form, in which the
+    flow of a fixed x0_hat is linear and Heun follows it exactly on any grid. ``variable: eta`` is the seed's
+    form; its (x - x0_hat) / (2 eta) term is stiff as eta -> 0, and a step with eta_next / eta below 0.0704
+    amplifies the remaining noise instead of shrinking it (`heun_eta_noise_gain`), so such grids are refused.
+    """
 
     label = "Heun"
+    default_variable = "sigma"
 
     def nfe(self) -> int:
         return 2 * self.num_steps - 1
@@ -265,7 +292,24 @@ class HeunSampler(_OdeSampler):
     def num_steps_for_nfe(cls, nfe: int) -> int:
         return max(2, (int(nfe) + 1) // 2)
 
+    def check_stable(self, grid: SamplingGrid) -> None:
+        """Refuse a grid on which Heun in eta would amplify the noise (only ``variable: eta`` can)."""
+        if self.variable != "eta":
+            return
+        ratios = grid.etas[1:] / grid.etas[:-1]
+        worst = int(np.argmin(ratios))
+        if ratios[worst] < HEUN_ETA_MIN_RATIO:
+            raise ValueError(
+                f"HeunSampler with variable: eta is unstable on this grid (grid: {self.grid}, rho: {self.rho:g}, "
+                f"num_steps: {self.num_steps}): its step from eta {grid.etas[worst]:.4g} to "
+                f"{grid.etas[worst + 1]:.4g} (ratio {ratios[worst]:.3g} < {HEUN_ETA_MIN_RATIO:.4f}) multiplies the "
+                f"remaining noise by {float(heun_eta_noise_gain(ratios[worst])):.3g} instead of "
+                f"{math.sqrt(ratios[worst]):.3g}. Use variable: sigma (the default, exact on that part of the flow), "
+                "or more steps near t_min"
+            )
+
     def _integrate(self, denoise, y, kappa, grid, x, generator):
+        self.check_stable(grid)
         coords = _OdeCoordinates(self.variable, y, kappa)
         state = coords.state(x, grid.etas[0])
         for i in range(grid.num_points - 1):

@@ -5,13 +5,15 @@ import math
 import numpy as np
 import pytest
 import torch
-from srode_resshift.grids import build_grid, rho_sigma_grid, rho_time_grid
+from srode_resshift.grids import SamplingGrid, build_grid, rho_sigma_grid, rho_time_grid
 from srode_resshift.samplers import (
+    HEUN_ETA_MIN_RATIO,
     DiscreteResShiftSampler,
     DPMSolverPP2MSampler,
     EulerMaruyamaSampler,
     EulerSampler,
     HeunSampler,
+    heun_eta_noise_gain,
 )
 from srode_resshift.schedules import ContinuousPowerSchedule, DiscretePowerSchedule, ExponentialSchedule, sigma_from_eta
 
@@ -68,22 +70,25 @@ def observed_orders(make_sampler, denoise, exact_end, sizes=(32, 64, 128)):
 
 
 ODE_SAMPLERS = {
-    "euler-t": lambda n: EulerSampler(n, grid="t", rho=1.0),
+    "euler-t": lambda n: EulerSampler(n, grid="t", rho=1.0),  # Euler: in eta by default (the seed's form)
     "euler-sigma": lambda n: EulerSampler(n, grid="sigma", rho=7.0),
-    "heun-t": lambda n: HeunSampler(n, grid="t", rho=2.0),
+    "heun-t": lambda n: HeunSampler(n, grid="t", rho=2.0),  # Heun: w in sigma by default (EDM's form)
     "heun-t-mirrored": lambda n: HeunSampler(n, grid="t", rho=-2.0),
     "heun-sigma": lambda n: HeunSampler(n, grid="sigma", rho=7.0),
-    "heun-sigma-variable": lambda n: HeunSampler(n, grid="sigma", rho=7.0, variable="sigma"),
+    "heun-t-eta": lambda n: HeunSampler(n, grid="t", rho=2.0, variable="eta"),  # stable from n = 18 on
+    "heun-sigma-eta": lambda n: HeunSampler(n, grid="sigma", rho=7.0, variable="eta"),  # stable from n = 11 on
     "dpmpp2m-sigma": lambda n: DPMSolverPP2MSampler(n, grid="sigma", rho=7.0),
 }
 EXPECTED_ORDER = {
-    "euler-t": 1, "euler-sigma": 1, "heun-t": 2, "heun-t-mirrored": 2, "heun-sigma": 2, "heun-sigma-variable": 2,
-    "dpmpp2m-sigma": 2,
+    "euler-t": 1, "euler-sigma": 1, "heun-t": 2, "heun-t-mirrored": 2, "heun-sigma": 2, "heun-t-eta": 2,
+    "heun-sigma-eta": 2, "dpmpp2m-sigma": 2,
 }  # fmt: skip
+HEUN_IN_ETA = ("heun-t-eta", "heun-sigma-eta")
 
 
 ALL_SAMPLERS = {
-    **{name: make(8) for name, make in ODE_SAMPLERS.items()},
+    **{name: make(8) for name, make in ODE_SAMPLERS.items() if name not in HEUN_IN_ETA},
+    **{name: ODE_SAMPLERS[name](32) for name in HEUN_IN_ETA},
     "euler-maruyama": EulerMaruyamaSampler(8),
     "discrete": DiscreteResShiftSampler(15),
 }
@@ -95,17 +100,16 @@ def test_every_sampler_lands_on_a_point_mass(name):
     torch.testing.assert_close(result.x0, torch.full_like(LR, POINT_MASS))
 
 
-@pytest.mark.parametrize("name", ["euler-t", "euler-sigma", "heun-t", "heun-t-mirrored", "heun-sigma"])
+@pytest.mark.parametrize("name", ["euler-t", "euler-sigma", "heun-t-eta", "heun-sigma-eta"])
 def test_point_mass_eta_form_error_decreases_with_nfe(name):
     # the last state before the x0 jump, against the closed-form flow; x0 itself is exact for any NFE
-    errors = [
-        last_state_error(ODE_SAMPLERS[name](n), point_mass_oracle, exact_point_mass_ode_end) for n in (8, 32, 128)
-    ]
+    sizes = (32, 64, 128) if name in HEUN_IN_ETA else (8, 32, 128)
+    errors = [last_state_error(ODE_SAMPLERS[name](n), point_mass_oracle, exact_point_mass_ode_end) for n in sizes]
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < errors[0] / 5
 
 
-@pytest.mark.parametrize("name", ["euler-sigma", "heun-sigma"])
+@pytest.mark.parametrize("name", ["euler-sigma", "heun-sigma-eta"])
 def test_point_mass_error_shrinks_at_the_solver_order(name):
     # on a point mass the eta-form flow x - x0 = eta e0 + c sqrt(eta) is singular at eta = 0: the order shows
     # on the Karras grid, which refines there (a uniform t grid stays pre-asymptotic up to N = 256)
@@ -119,8 +123,58 @@ def test_exponential_integrator_and_sigma_space_euler_are_exact_on_a_point_mass(
         DPMSolverPP2MSampler(4),
         EulerSampler(4, grid="sigma", rho=7.0, variable="sigma"),
         HeunSampler(4, grid="t", rho=1.0, variable="sigma"),
+        HeunSampler(4, grid="t", rho=-2.0),
+        HeunSampler(2, grid="sigma", rho=7.0),
     ):
-        assert last_state_error(sampler, point_mass_oracle, exact_point_mass_ode_end) < 1e-12
+        assert last_state_error(sampler, point_mass_oracle, exact_point_mass_ode_end) < 1e-9  # round-off at sigma 99
+
+
+@pytest.mark.parametrize("num_steps", [3, 4, 8])
+@pytest.mark.parametrize("grid, rho", [("t", 1.0), ("t", 2.0), ("t", -2.0), ("sigma", 7.0)])
+def test_no_sampler_ends_further_from_the_flow_than_the_prior_noise(grid, rho, num_steps):
+    # property: with x0_hat fixed, a stable solver shrinks the noise; the last state may miss the exact flow by
+    # less than the noise it started with (kappa sqrt(eta(1)) |z|). The seed's Heun in eta broke this by ~10x.
+    prior_noise = SCHEDULE.kappa * math.sqrt(float(SCHEDULE.eta(1.0))) * float(NOISE.abs().max())
+    for sampler in (
+        EulerSampler(num_steps, grid=grid, rho=rho),
+        EulerSampler(num_steps, grid=grid, rho=rho, variable="sigma"),
+        HeunSampler(num_steps, grid=grid, rho=rho),
+        DPMSolverPP2MSampler(num_steps, grid=grid, rho=rho),
+    ):
+        assert last_state_error(sampler, point_mass_oracle, exact_point_mass_ode_end) < prior_noise, sampler
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.2, 0.08])
+def test_heun_eta_noise_gain_is_one_heun_step_on_a_fixed_x0(ratio):
+    # one predictor-corrector step in eta from eta0 to ratio * eta0 with x0_hat fixed: the eta e0 part of
+    # x - x0_hat is carried exactly, the noise part is multiplied by the closed-form gain
+    eta0 = 0.2
+    grid = SamplingGrid(times=np.array([0.5, 0.4]), etas=np.array([eta0, ratio * eta0]))
+    noise = NOISE * SCHEDULE.kappa * math.sqrt(eta0)
+    x = POINT_MASS + eta0 * (LR - POINT_MASS) + noise
+    sampler = HeunSampler(2, variable="eta")
+    end = sampler._integrate(point_mass_oracle, LR, SCHEDULE.kappa, grid, x, None)
+    remaining_noise = end - POINT_MASS - ratio * eta0 * (LR - POINT_MASS)
+    torch.testing.assert_close(remaining_noise, float(heun_eta_noise_gain(ratio)) * noise)
+    assert abs(heun_eta_noise_gain(HEUN_ETA_MIN_RATIO)) == pytest.approx(1.0)
+
+
+def test_heun_in_eta_refuses_grids_where_it_amplifies_the_noise(monkeypatch):
+    # the uniform t grid's last step at 8 points goes from eta 0.031 to 0.0004 (ratio 0.013)
+    sampler = HeunSampler(8, grid="t", rho=1.0, variable="eta")
+    with pytest.raises(
+        ValueError,
+        match=r"variable: eta is unstable .*\(ratio 0\.0129 < 0\.0704\) multiplies the remaining noise by -8\.96 "
+        r"instead of 0\.113.*variable: sigma",
+    ):
+        sampler.sample(point_mass_oracle, LR, SCHEDULE, noise=NOISE)
+    # what the refusal prevents: run anyway, and the last state lands further from the exact flow than the
+    # prior noise; EDM's form on the same grid is exact
+    prior_noise = SCHEDULE.kappa * math.sqrt(float(SCHEDULE.eta(1.0))) * float(NOISE.abs().max())
+    monkeypatch.setattr(HeunSampler, "check_stable", lambda self, grid: None)
+    assert last_state_error(sampler, point_mass_oracle, exact_point_mass_ode_end) > prior_noise
+    sigma_form = HeunSampler(8, grid="t", rho=1.0)
+    assert last_state_error(sigma_form, point_mass_oracle, exact_point_mass_ode_end) < 1e-12
 
 
 @pytest.mark.parametrize("name", list(ODE_SAMPLERS))
@@ -139,11 +193,12 @@ def target_sample_std(schedule):
     "sampler",
     [
         EulerSampler(100, grid="t", rho=1.0),
-        HeunSampler(20, grid="t", rho=1.0),
+        HeunSampler(40, grid="t", rho=1.0),
+        HeunSampler(64, grid="t", rho=1.0, variable="eta"),
         DPMSolverPP2MSampler(40, grid="sigma", rho=7.0),
         EulerMaruyamaSampler(200, grid="t", rho=1.0),
     ],
-    ids=["euler", "heun", "dpmpp2m", "euler-maruyama"],
+    ids=["euler", "heun", "heun-eta", "dpmpp2m", "euler-maruyama"],
 )
 def test_gaussian_data_sampled_std_within_two_percent(sampler):
     generator = torch.Generator().manual_seed(0)
