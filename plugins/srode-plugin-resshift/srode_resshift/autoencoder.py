@@ -369,4 +369,3 @@ def resolve_vq_checkpoint(checkpoint: str | Path | None, option_key: str) -> Pat
         default_name=VQ_F4_CHECKPOINT_NAME,
         disable_hint="diffuse in pixel space instead (autoencoder type: PixelSpaceAutoencoder)",
     )
-

@@ -321,7 +321,14 @@ class SwinStage(nn.Module):
         self.patch_unembed = ChannelProjection(embed_dim, channels, patch_norm, norm_groups)
         self.blocks = nn.ModuleList(
             SwinBlock(
-                embed_dim, resolution, num_heads, window_size, index % 2 == 1, mlp_ratio, dropout, norm_groups,
+                embed_dim,
+                resolution,
+                num_heads,
+                window_size,
+                index % 2 == 1,
+                mlp_ratio,
+                dropout,
+                norm_groups,
                 shift_mask,
             )
             for index in range(depth)
@@ -410,9 +417,7 @@ class UNetModelSwin(nn.Module):
             )
         if num_head_channels is not None:
             if num_head_channels <= 0 or swin_embed_dim % num_head_channels:
-                raise ValueError(
-                    f"num_head_channels={num_head_channels} must divide swin_embed_dim={swin_embed_dim}"
-                )
+                raise ValueError(f"num_head_channels={num_head_channels} must divide swin_embed_dim={swin_embed_dim}")
             num_heads = swin_embed_dim // num_head_channels
         if shift_mask not in ("swin", "resshift"):
             raise ValueError(f"shift_mask must be 'swin' or 'resshift', got {shift_mask!r}")
@@ -433,8 +438,17 @@ class UNetModelSwin(nn.Module):
 
         def swin_stage(channels: int, resolution: int) -> SwinStage:
             return SwinStage(
-                channels, swin_embed_dim, swin_depth, resolution, num_heads, window_size, mlp_ratio, dropout,
-                patch_norm, norm_groups, shift_mask,
+                channels,
+                swin_embed_dim,
+                swin_depth,
+                resolution,
+                num_heads,
+                window_size,
+                mlp_ratio,
+                dropout,
+                patch_norm,
+                norm_groups,
+                shift_mask,
             )
 
         time_embed_dim = 4 * model_channels

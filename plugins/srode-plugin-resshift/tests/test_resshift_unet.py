@@ -53,8 +53,10 @@ def full_size_unet() -> UNetModelSwin:
 
 
 def test_full_size_unet_has_exactly_the_official_x4_state_dict_keys_shapes_and_dtypes(full_size_unet, manifest):
-    ours = {key: (list(value.shape), str(value.dtype).removeprefix("torch."))
-            for key, value in full_size_unet.state_dict().items()}
+    ours = {
+        key: (list(value.shape), str(value.dtype).removeprefix("torch."))
+        for key, value in full_size_unet.state_dict().items()
+    }
     official = {key: (entry["shape"], entry["dtype"]) for key, entry in manifest["state_dict"].items()}
     assert len(official) == 564
     assert ours == official
@@ -198,8 +200,8 @@ def test_swin_mask_lets_tokens_attend_only_to_tokens_that_were_neighbours_before
     blocks = size // window
     for index in range(blocks * blocks):
         r, c = divmod(index, blocks)
-        rows = row_wrap[r * window:(r + 1) * window, c * window:(c + 1) * window].flatten()
-        cols = col_wrap[r * window:(r + 1) * window, c * window:(c + 1) * window].flatten()
+        rows = row_wrap[r * window : (r + 1) * window, c * window : (c + 1) * window].flatten()
+        cols = col_wrap[r * window : (r + 1) * window, c * window : (c + 1) * window].flatten()
         allowed = (rows[:, None] == rows[None, :]) & (cols[:, None] == cols[None, :])
         assert torch.equal(mask[index] == 0, allowed)
 
