@@ -356,6 +356,45 @@ def quality_tables(result: QualityResult, reference_label: str) -> list[str]:
     return lines
 
 
+def plot_quality_vs_nfe(scores: dict[str, dict[str, dict]], reference: dict[str, float], path: Path) -> None:
+    """PNG of every metric against NFE, one line per sampler; discrete@15 and the converged ODE as levels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores = {m: {name: {int(nfe): v for nfe, v in values.items()} for name, values in per.items()}
+              for m, per in scores.items()}  # NFE keys are strings in the saved JSON
+    metrics = [metric for metric in scores if any(scores[metric].values())]
+    names = list(dict.fromkeys(name for per in scores.values() for name in per))
+    colour = {name: plt.get_cmap("tab10")(index % 10) for index, name in enumerate(names)}  # same in every panel
+    figure, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.8), squeeze=False)
+    for axis, metric in zip(axes[0], metrics):
+        for name, values in scores[metric].items():
+            points = sorted((int(nfe), value) for nfe, value in values.items())
+            if points:
+                axis.plot(*zip(*points), marker="o", markersize=3, label=name, color=colour[name])
+        if metric == "PSNR vs ODE":
+            axis.axhline(ODE_MATCH_DB, color="grey", linestyle=":", label=f"{ODE_MATCH_DB:g} dB")
+        else:
+            axis.axhline(scores[metric][BASELINE][15], color="black", linestyle="--", label="discrete@15")
+            if metric in reference:
+                axis.axhline(reference[metric], color="grey", linestyle=":", label="converged ODE")
+        axis.set_xlabel("NFE (network evaluations)")
+        axis.set_title(metric)
+        axis.grid(alpha=0.3)
+        if metric in ("PSNR", "SSIM"):
+            low = min(reference.get(metric, np.inf), min(scores[metric][BASELINE].values()))
+            axis.set_ylim(bottom=low - (3.0 if metric == "PSNR" else 0.08))
+    handles = [plt.Line2D([], [], color=colour[name], marker="o", markersize=3, label=name) for name in names]
+    figure.legend(handles=handles, loc="lower center", ncol=min(4, len(names)), fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.12, 1, 1))
+    for axis in axes[0]:
+        axis.legend(handles=[h for h in axis.get_lines() if h.get_linestyle() in ("--", ":")], fontsize=7)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def label_strip(text: str, width: int, height: int) -> np.ndarray:
     strip = np.full((height, width, 3), 255, np.uint8)
     cv2.putText(strip, text, (4, height // 2 + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
@@ -418,6 +457,7 @@ def main() -> None:
     parser.add_argument("--lpips-backbone", type=Path, default=None, help="alexnet-owt-7be5be79.pth (local file)")
     parser.add_argument("--sheets", type=int, default=2, help="tiles drawn as PNG sample sheets under --out")
     parser.add_argument("--no-throughput", action="store_true", help="skip the throughput table")
+    parser.add_argument("--throughput-only", action="store_true", help="stop after the throughput table")
     parser.add_argument("--out", type=Path, default=None, help="folder for the weights, results JSON and PNGs")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -465,6 +505,8 @@ def main() -> None:
     if not args.no_throughput:
         print("\nThroughput (batch of 16 LR 16x16 -> HR 64x64):")
         print("\n".join(throughput_table(net, schedule, val_lq[:16], device)))
+    if args.throughput_only:
+        return
     lpips = lpips_metric(args.lpips_backbone, device)
     budgets = sorted(set(args.budgets) | {15})
     shown = min(args.sheets, val_gt.shape[0])
@@ -477,6 +519,7 @@ def main() -> None:
             cv2.imwrite(str(args.out / f"resshift_samples_tile{tile}.png"), sample_sheet(result, val_lq, val_gt, tile))
         summary = {"scores": result.scores, "converged_ode": result.reference_scores, "train_losses": options.losses}
         (args.out / "resshift_samplers.json").write_text(json.dumps(summary))
+        plot_quality_vs_nfe(result.scores, result.reference_scores, args.out / "resshift_quality_vs_nfe.png")
     if not math.isfinite(result.scores["PSNR"][BASELINE][15]):
         raise SystemExit("non-finite baseline PSNR")
 
