@@ -93,6 +93,14 @@ class ResShiftOptions:
         return options
 
 
+def check_sampler(sampler: ResShiftSampler, schedule: ResShiftSchedule, key: str) -> None:
+    """Refuse, when the model is built, a sampler that cannot run on the schedule (not at the first validation)."""
+    try:
+        sampler.check(schedule)
+    except (TypeError, ValueError) as error:
+        raise api.OptionError(f"{sampler!r}: {error}", key=key) from error
+
+
 class ContinuousResShiftModel(SRModel):
     """BasicSR model for ResShift with continuous-time training and pluggable samplers.
 
@@ -111,6 +119,10 @@ class ContinuousResShiftModel(SRModel):
                 key="resshift.schedule.type",
             )
         self.sampler: ResShiftSampler = api.build_component("samplers", self.resshift.sampler, key="resshift.sampler")
+        check_sampler(self.sampler, self.schedule, "resshift.sampler")
+        sweep = (opt.get("val") or {}).get("sampler_sweep")
+        if sweep:
+            self.sweep_samplers(SweepSpec.from_options(sweep))  # refuse a bad sweep now, not at validation
         super().__init__(opt)
         self.autoencoder = api.build_component("autoencoders", self.resshift.autoencoder, key="resshift.autoencoder")
         self.autoencoder = self.autoencoder.to(self.device).eval().requires_grad_(False)
@@ -211,13 +223,20 @@ class ContinuousResShiftModel(SRModel):
             return
         super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
 
-    def sweep_validation(self, dataloader, spec: SweepSpec) -> list[SweepRow]:
-        """Evaluate every sampler of the sweep on the loader; log the table, write it and the sample grids."""
-        dataset_name = dataloader.dataset.opt["name"]
+    def sweep_samplers(self, spec: SweepSpec) -> list[ResShiftSampler]:
+        """Every sampler of the sweep, each checked against the schedule."""
         samplers = [
             api.build_component("samplers", option, key="val.sampler_sweep.samplers")
             for option in expand_sweep(spec, lambda name: api.get_component("samplers", name))
         ]
+        for sampler in samplers:
+            check_sampler(sampler, self.schedule, "val.sampler_sweep.samplers")
+        return samplers
+
+    def sweep_validation(self, dataloader, spec: SweepSpec) -> list[SweepRow]:
+        """Evaluate every sampler of the sweep on the loader; log the table, write it and the sample grids."""
+        dataset_name = dataloader.dataset.opt["name"]
+        samplers = self.sweep_samplers(spec)
         rows = [SweepRow(sampler.describe()) for sampler in samplers]
         lpips_model = None
         if spec.lpips is not None:

@@ -85,6 +85,10 @@ class ResShiftSampler(ABC):
         """The largest num_steps whose NFE does not exceed `nfe` (for sweeps at equal NFE)."""
         return int(nfe)
 
+    def check(self, schedule: ResShiftSchedule) -> None:
+        """Raise (ValueError / TypeError) now, before any network call, if this sampler cannot run on `schedule`."""
+        return None  # samplers without constraints accept every schedule
+
     def describe(self) -> dict[str, object]:
         """Row of the evaluation table: sampler label, grid, rho, steps and NFE."""
         return {"sampler": self.label, "grid": "-", "rho": "-", "steps": self.num_steps, "nfe": self.nfe()}
@@ -142,6 +146,9 @@ class DiscreteResShiftSampler(ResShiftSampler):
             raise ValueError(f"sampler option 'num_steps' ({self.num_steps}) cannot be spaced over T={total} steps")
         return indices
 
+    def check(self, schedule: ResShiftSchedule) -> None:
+        self.step_indices(schedule)
+
     def _run(self, denoise, y, schedule, noise, generator):
         indices = self.step_indices(schedule)
         all_etas, all_times = schedule.grid_etas(), schedule.grid_times()
@@ -188,8 +195,15 @@ class _GridSampler(ResShiftSampler):
             )
         return build_grid(schedule, self.num_steps, self.grid, self.rho)
 
+    def check_grid(self, grid: SamplingGrid) -> None:
+        """Raise ValueError if the solver cannot run on `grid` (the default accepts any grid)."""
+
+    def check(self, schedule: ResShiftSchedule) -> None:
+        self.check_grid(self.build_grid(schedule))
+
     def _run(self, denoise, y, schedule, noise, generator):
         grid = self.build_grid(schedule)
+        self.check_grid(grid)
         x_start = y + schedule.kappa * math.sqrt(grid.etas[0]) * noise
         last_state = self._integrate(denoise, y, schedule.kappa, grid, x_start, generator)
         return denoise(last_state, grid.times[-1], grid.etas[-1]), last_state
@@ -292,7 +306,7 @@ class HeunSampler(_OdeSampler):
     def num_steps_for_nfe(cls, nfe: int) -> int:
         return max(2, (int(nfe) + 1) // 2)
 
-    def check_stable(self, grid: SamplingGrid) -> None:
+    def check_grid(self, grid: SamplingGrid) -> None:
         """Refuse a grid on which Heun in eta would amplify the noise (only ``variable: eta`` can)."""
         if self.variable != "eta":
             return
@@ -309,7 +323,6 @@ class HeunSampler(_OdeSampler):
             )
 
     def _integrate(self, denoise, y, kappa, grid, x, generator):
-        self.check_stable(grid)
         coords = _OdeCoordinates(self.variable, y, kappa)
         state = coords.state(x, grid.etas[0])
         for i in range(grid.num_points - 1):

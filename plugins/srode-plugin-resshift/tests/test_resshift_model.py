@@ -290,6 +290,20 @@ def test_bad_resshift_options_name_the_key(tmp_path):
         ContinuousResShiftModel(make_options(tmp_path, sampelr={"type": "HeunSampler"}))
 
 
+def test_a_sampler_that_cannot_run_on_the_schedule_is_refused_when_the_model_is_built(tmp_path):
+    # caught at construction, not at the first validation hours into training
+    unstable = {"type": "HeunSampler", "num_steps": 4, "grid": "t", "rho": 1.0, "variable": "eta"}
+    with pytest.raises(api.OptionError, match=r"resshift\.sampler.*variable: eta is unstable"):
+        ContinuousResShiftModel(make_options(tmp_path, sampler=unstable))
+    too_many = {"type": "DiscreteResShiftSampler", "num_steps": NUM_TIMESTEPS + 1}
+    with pytest.raises(api.OptionError, match=r"resshift\.sampler.*'num_steps' \(\d+\) exceeds"):
+        ContinuousResShiftModel(make_options(tmp_path, sampler=too_many))
+    options = make_options(tmp_path)
+    options["val"]["sampler_sweep"] = {"samplers": [{"type": "HeunSampler", "grid": "t", "variable": "eta"}]}
+    with pytest.raises(api.OptionError, match=r"val\.sampler_sweep\.samplers.*variable: eta is unstable"):
+        ContinuousResShiftModel(options)
+
+
 def test_missing_lpips_weights_name_the_file_and_the_switch(tmp_path):
     options = make_options(tmp_path)
     options["train"]["lpips_opt"] = {"loss_weight": 0.1, "backbone_path": str(tmp_path / "nowhere.pth")}
