@@ -33,4 +33,5 @@ def test_fit_schedule_reports_a_bad_option_with_exit_status_2(capsys):
 
 
 def test_selfcheck_passes_and_summarises():
-    assert "extension exact" in run()
+    summary = run()
+    assert "extension exact" in summary and "ODE states follow the exact flow" in summary
