@@ -185,6 +185,21 @@ def test_bf16_channels_last_and_grad_clip_train_in_process(tmp_path: Path, monke
     assert re.search(r"Decoded-image cache \(main process\): [1-9]\d* images", log)
 
 
+def test_with_loader_workers_the_cache_log_says_the_workers_hold_the_images(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from srode_plugins.engine.train import train
+
+    monkeypatch.chdir(tmp_path)
+    opt = tiny_option("workers", TINY_EDSR, total_iter=2, decode_cache_mb=300)
+    opt["datasets"]["train"]["num_worker_per_gpu"] = 2
+    train(str(write_option(tmp_path, opt)), root=tmp_path)
+    log = next((tmp_path / "experiments" / "workers").glob("train_*.log")).read_text()
+    # the workers decode the training images; the 300 MiB budget is shared by the main process and the 2 workers
+    assert re.search(r"Decoded-image cache \(main process\): \d+ images, [\d.]+ MiB, \d+ hits, \d+ misses\. The 2 "
+                     r"training loader worker\(s\) decode the training images and keep caches of their own "
+                     r"\(100 MiB each\)", log)
+
+
 @pytest.mark.slow
 @pytest.mark.ddp
 def test_two_process_gloo_ddp_training_completes_and_ranks_agree(tmp_path: Path) -> None:

@@ -145,8 +145,11 @@ def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fal
     finally:
         cache = decode_cache.active()
         if cache is not None:
+            workers = int(opt["datasets"]["train"].get("num_worker_per_gpu") or 0)
+            elsewhere = (f" The {workers} training loader worker(s) decode the training images and keep caches of "
+                         f"their own ({cache.max_bytes / 2**20:.0f} MiB each)." if workers else "")
             logger.info(f"Decoded-image cache (main process): {len(cache)} images, "
-                        f"{cache.used_bytes / 2**20:.1f} MiB, {cache.hits} hits, {cache.misses} misses.")
+                        f"{cache.used_bytes / 2**20:.1f} MiB, {cache.hits} hits, {cache.misses} misses.{elsewhere}")
         decode_cache.uninstall()
 
 
