@@ -15,7 +15,6 @@ from torch import Tensor
 SRForward = Callable[[Tensor], Tensor]
 
 
-
 def _dihedral_transforms() -> list[tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]]:
     # The 8 elements of the square's symmetry group as (forward, inverse): k quarter turns, with or without
     # a horizontal flip applied first. Undoing: turn back, then flip again.

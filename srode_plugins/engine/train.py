@@ -145,7 +145,7 @@ def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fal
     finally:
         cache = decode_cache.active()
         if cache is not None:
-            workers = int(opt["datasets"]["train"].get("num_worker_per_gpu") or 0)
+            workers = _train_loader_workers(opt)
             elsewhere = (f" The {workers} training loader worker(s) decode the training images and keep caches of "
                          f"their own ({cache.max_bytes / 2**20:.0f} MiB each)." if workers else "")
             logger.info(f"Decoded-image cache (main process): {len(cache)} images, "
@@ -159,11 +159,14 @@ def _decode_cache_mb(train_opt: dict[str, Any]) -> int:
     return DEFAULT_DECODE_CACHE_MB if value is None else value
 
 
+def _train_loader_workers(opt: dict[str, Any]) -> int:
+    return int(opt["datasets"].get("train", {}).get("num_worker_per_gpu") or 0)
+
+
 def _decode_cache_share(cache_mb: int, opt: dict[str, Any]) -> int:
     """Bytes of decoded images each process may keep: the run's budget shared out equally between the main
     process and the training loader workers (each worker holds its own cache)."""
-    workers = int(opt["datasets"].get("train", {}).get("num_worker_per_gpu") or 0)
-    return cache_mb * 2**20 // (workers + 1)
+    return cache_mb * 2**20 // (_train_loader_workers(opt) + 1)
 
 
 def _train(opts: Any, opt: dict[str, Any], root: Path, dist: bool, device: torch.device, resume_state: Any,

@@ -55,6 +55,7 @@ def exact_point_mass_ode_end(grid, kappa, x_start):
 
 NOISE = torch.linspace(-2.0, 2.0, 9, dtype=torch.float64).view(-1, 1, 1, 1)
 LR = torch.full_like(NOISE, LR_VALUE)
+PRIOR_NOISE = SCHEDULE.kappa * math.sqrt(float(SCHEDULE.eta(1.0))) * float(NOISE.abs().max())  # largest at t = 1
 
 
 def last_state_error(sampler, denoise, exact_end, schedule=SCHEDULE):
@@ -134,14 +135,13 @@ def test_exponential_integrator_and_sigma_space_euler_are_exact_on_a_point_mass(
 def test_no_sampler_ends_further_from_the_flow_than_the_prior_noise(grid, rho, num_steps):
     # property: with x0_hat fixed, a stable solver shrinks the noise; the last state may miss the exact flow by
     # less than the noise it started with (kappa sqrt(eta(1)) |z|). The seed's Heun in eta broke this by ~10x.
-    prior_noise = SCHEDULE.kappa * math.sqrt(float(SCHEDULE.eta(1.0))) * float(NOISE.abs().max())
     for sampler in (
         EulerSampler(num_steps, grid=grid, rho=rho),
         EulerSampler(num_steps, grid=grid, rho=rho, variable="sigma"),
         HeunSampler(num_steps, grid=grid, rho=rho),
         DPMSolverPP2MSampler(num_steps, grid=grid, rho=rho),
     ):
-        assert last_state_error(sampler, point_mass_oracle, exact_point_mass_ode_end) < prior_noise, sampler
+        assert last_state_error(sampler, point_mass_oracle, exact_point_mass_ode_end) < PRIOR_NOISE, sampler
 
 
 @pytest.mark.parametrize("ratio", [0.5, 0.2, 0.08])
@@ -170,9 +170,8 @@ def test_heun_in_eta_refuses_grids_where_it_amplifies_the_noise(monkeypatch):
         sampler.sample(point_mass_oracle, LR, SCHEDULE, noise=NOISE)
     # what the refusal prevents: run anyway, and the last state lands further from the exact flow than the
     # prior noise; EDM's form on the same grid is exact
-    prior_noise = SCHEDULE.kappa * math.sqrt(float(SCHEDULE.eta(1.0))) * float(NOISE.abs().max())
     monkeypatch.setattr(HeunSampler, "check_grid", lambda self, grid: None)
-    assert last_state_error(sampler, point_mass_oracle, exact_point_mass_ode_end) > prior_noise
+    assert last_state_error(sampler, point_mass_oracle, exact_point_mass_ode_end) > PRIOR_NOISE
     sigma_form = HeunSampler(8, grid="t", rho=1.0)
     assert last_state_error(sigma_form, point_mass_oracle, exact_point_mass_ode_end) < 1e-12
 

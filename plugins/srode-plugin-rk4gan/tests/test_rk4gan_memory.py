@@ -17,9 +17,16 @@ import pytest
 
 GIB = 1024**3
 MIB = 1024**2
+# Both child scripts start with this: the process's memory high-water mark (VmHWM) in bytes.
+HIGH_WATER_MARK = textwrap.dedent(
+    """
+    def high_water_mark():
+        return [int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
+    """
+)
 # A small generator (memory, not quality, is under test); every block carries dual attention, so every block
 # runs the windowed non-local attention over the full 512x512 map.
-CHILD = textwrap.dedent(
+CHILD = HIGH_WATER_MARK + textwrap.dedent(
     """
     import json, sys, torch
     from srode_rk4gan.generator_arch import RK4DualAttnRDN
@@ -28,21 +35,17 @@ CHILD = textwrap.dedent(
                          attention="dual", nonlocal_window=32, nonlocal_impl="sdpa").eval()
     with torch.inference_mode():
         out = net(torch.rand(1, 3, 512, 512))
-    peak = [int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
-    print(json.dumps({"shape": list(out.shape), "finite": bool(torch.isfinite(out).all()), "peak_bytes": peak}))
+    print(json.dumps({"shape": list(out.shape), "finite": bool(torch.isfinite(out).all()),
+                      "peak_bytes": high_water_mark()}))
     """
 )
 
 # One global non-local call over a 128x128 map (16384 tokens, so the naive (L, L) float32 matrix alone is 1 GiB),
 # each kind / implementation in a fresh process: the high-water mark only ever rises, so cases must not share one.
-GLOBAL_CHILD = textwrap.dedent(
+GLOBAL_CHILD = HIGH_WATER_MARK + textwrap.dedent(
     """
     import json, sys, torch
     from srode_rk4gan.attention import NonLocalAttention
-
-    def high_water_mark():
-        return [int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
-
     torch.set_num_threads(2)
     kind, implementation = sys.argv[1], sys.argv[2]
     x = torch.randn(1, 16, 128, 128)
