@@ -21,6 +21,9 @@ from srode_plugins.discovery import (
 from srode_plugins.errors import DuplicateComponentError, PluginLoadError, UnknownComponentError
 
 STOCK_LR_SCHEDULERS = ("MultiStepLR", "MultiStepRestartLR", "CosineAnnealingRestartLR")
+# BasicSR registers some components as `<name>_basicsr` (so the Real-ESRGAN package can register the plain name)
+# and its `Registry.get` falls back to that entry when the plain name is not registered.
+BASICSR_SUFFIX = "_basicsr"
 _SRODE_REGISTRY: dict[tuple[str, str], Any] = {}
 _LOADED: dict[tuple[str, str], Any] = {}
 BROKEN: dict[str, str] = {}
@@ -39,10 +42,12 @@ def basicsr_registry(kind: str) -> Any:
 
 
 def stock_names(kind: str) -> list[str]:
-    """Names BasicSR itself provides for `kind` (empty for srode-only kinds)."""
+    """Names BasicSR itself provides for `kind`, as an option file writes them (`RealESRGANModel`, not
+    `RealESRGANModel_basicsr`); empty for srode-only kinds."""
     if kind in BASICSR_KINDS:
         loaded_plugin_names = {name for (k, name) in _LOADED if k == kind}
-        return sorted(set(basicsr_registry(kind).keys()) - loaded_plugin_names)
+        plain = {key.removesuffix(BASICSR_SUFFIX) for key in basicsr_registry(kind).keys()}
+        return sorted(plain - loaded_plugin_names)
     if kind == "lr_schedulers":
         # BaseModel.setup_schedulers (patched in compat) also takes any torch.optim.lr_scheduler class by name.
         import torch
@@ -52,6 +57,12 @@ def stock_names(kind: str) -> list[str]:
                        if isinstance(c, type) and issubclass(c, base) and c is not base and not n.startswith("_")}
         return sorted(set(STOCK_LR_SCHEDULERS) | torch_names)
     return []
+
+
+def stock_key(kind: str, name: str) -> str | None:
+    """The BasicSR registry entry that `Registry.get(name)` returns: `name` itself, else `name_basicsr`."""
+    registry = basicsr_registry(kind)
+    return next((key for key in (name, name + BASICSR_SUFFIX) if key in registry), None)
 
 
 def known_names(kind: str) -> list[str]:
@@ -106,8 +117,12 @@ def load_component(kind: str, name: str, *, file: str | None = None, key: str | 
             f"Uninstall all but one (pip uninstall ...)."
         )
     if not offers:
-        if name in stock_names(kind):
-            return basicsr_registry(kind).get(name) if kind in BASICSR_KINDS else name
+        if kind in BASICSR_KINDS:
+            stock = stock_key(kind, name)
+            if stock is not None:
+                return basicsr_registry(kind).get(stock)
+        elif name in stock_names(kind):
+            return name
         raise _unknown(kind, name, file, key)
     if kind in BASICSR_KINDS and name in basicsr_registry(kind):
         raise DuplicateComponentError(

@@ -18,6 +18,14 @@ META_GROUPS = ("api", "options", "plugin", "commands")
 # Kinds that map onto BasicSR's own registries; any other kind lives in srode's registry.
 BASICSR_KINDS = ("archs", "models", "losses", "datasets", "metrics")
 CORE_DISTRIBUTION = "srode-plugins"
+# What BasicSR 1.4.2 registers as `<name>_basicsr` (kept in step with its registries by
+# tests/test_core_discovery.py). Its Registry.get tries the plain name first, so a plugin offering the plain
+# name takes over every option file that writes it.
+BASICSR_SUFFIXED: dict[str, tuple[str, ...]] = {
+    "archs": ("SRVGGNetCompact", "UNetDiscriminatorSN"),
+    "datasets": ("RealESRGANDataset", "RealESRGANPairedDataset"),
+    "models": ("RealESRGANModel", "RealESRNetModel"),
+}
 
 # Components of the first-party plugins (kept in step with their pyproject.toml entry points by
 # tests/test_core_discovery.py), for the `pip install` hint of an unknown-type error.
@@ -74,6 +82,7 @@ class PluginInfo:
     commands: dict[str, str] = field(default_factory=dict)
     selfcheck: str | None = None
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -81,7 +90,9 @@ class PluginInfo:
 
     @property
     def status(self) -> str:
-        return "ok" if self.ok else "broken: " + "; ".join(self.problems)
+        if not self.ok:
+            return "broken: " + "; ".join(self.problems)
+        return "; ".join(["ok", *self.notes])
 
 
 def api_compatible(required: str, provided: str = API_VERSION) -> bool:
@@ -183,6 +194,10 @@ def _check_plugin(info: PluginInfo, conflicts: dict[tuple[str, str], list[Compon
             others = sorted({c.distribution for c in comps} - {info.distribution})
             info.problems.append(f"{kind[:-1] if kind.endswith('s') else kind} '{name}' also provided by "
                                  f"{', '.join(others)}")
+    for kind, comps in sorted(info.components.items()):
+        for name in sorted({c.name for c in comps} & set(BASICSR_SUFFIXED.get(kind, ()))):
+            info.notes.append(f"{kind[:-1]} '{name}' replaces BasicSR's {name}_basicsr wherever an option "
+                              f"file writes '{name}'")
     packages = {c.module.split(".")[0] for cs in info.components.values() for c in cs}
     for package in sorted(packages):
         if importlib.util.find_spec(package) is None:

@@ -393,3 +393,59 @@ def test_first_party_install_hints_match_the_plugins_entry_points() -> None:
     provided = first_party_entry_points()
     stale = {name: dist for name, dist in discovery.FIRST_PARTY_COMPONENTS.items() if provided.get(name) != dist}
     assert stale == {}
+
+
+# ---------------------------------------------------------------- BasicSR's `_basicsr` suffix
+
+SUFFIXED = [(kind, name) for kind, names in discovery.BASICSR_SUFFIXED.items() for name in names]
+
+
+def test_the_suffixed_table_matches_basicsrs_registries() -> None:
+    registered = {(kind, key.removesuffix("_basicsr")) for kind in discovery.BASICSR_KINDS
+                  for key in components.basicsr_registry(kind).keys() if key.endswith("_basicsr")}
+    assert registered == set(SUFFIXED)
+
+
+@pytest.mark.parametrize(("kind", "name"), SUFFIXED)
+def test_a_plain_name_finds_the_component_basicsr_registered_with_its_suffix(kind: str, name: str) -> None:
+    expected = components.basicsr_registry(kind)._obj_map[f"{name}_basicsr"]
+    assert components.load_component(kind, name) is expected
+    assert components.load_component(kind, f"{name}_basicsr") is expected
+    assert name in components.list_components(kind)
+    assert f"{name}_basicsr" not in components.list_components(kind)
+
+
+def test_the_option_check_accepts_upstreams_real_esrgan_option_names(tmp_path: Path) -> None:
+    from srode_plugins.engine import setup
+    from srode_plugins.options import OptionFile
+
+    opt = {"model_type": "RealESRNetModel", "network_g": {"type": "RRDBNet"},
+           "network_d": {"type": "UNetDiscriminatorSN"},
+           "datasets": {"train": {"type": "RealESRGANDataset"}, "val": {"type": "RealESRGANPairedDataset"}}}
+    setup.resolve_components(OptionFile(opt=opt, file=tmp_path / "realesrnet.yml"))
+
+
+def test_unknown_type_suggests_the_plain_name_of_a_suffixed_component() -> None:
+    with pytest.raises(UnknownComponentError) as error:
+        components.load_component("models", "RealESRNetModl", file="x.yml", key="model_type")
+    message = str(error.value)
+    assert "Did you mean: RealESRNetModel" in message
+    assert "RealESRNetModel_basicsr" not in message
+
+
+def test_a_plugin_offering_a_suffixed_name_plainly_wins_lookups_and_is_listed_as_doing_so(
+        plugins: PluginSite, capsys: pytest.CaptureFixture[str]) -> None:
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    plugins.add("srode-plugin-compact", "fake_compact",
+                {"srode.archs": {"SRVGGNetCompact": "fake_compact.archs:SRVGGNetCompact"}},
+                modules={"archs": "class SRVGGNetCompact:\n    pass\n"})
+
+    assert cli.main(["plugins", "list"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "srode-plugin-compact 0.1.0, core API 1.0  [ok; arch 'SRVGGNetCompact' replaces BasicSR's "
+        "SRVGGNetCompact_basicsr wherever an option file writes 'SRVGGNetCompact']")
+    arch = components.load_component("archs", "SRVGGNetCompact")
+    assert arch.__module__ == "fake_compact.archs"
+    assert ARCH_REGISTRY.get("SRVGGNetCompact") is arch  # upstream's own lookup agrees
+    assert ARCH_REGISTRY.get("SRVGGNetCompact_basicsr") is not arch
