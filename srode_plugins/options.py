@@ -21,6 +21,12 @@ from srode_plugins.errors import OptionError
 DEMO_SCHEME = "demo://"
 DATAROOT_KEYS = ("dataroot_gt", "dataroot_lq", "meta_info_file")
 PATH_KEYS_CHECKED = ("pretrain_network_g", "pretrain_network_d", "resume_state")
+DATA_FIX = "Fix the path, prepare the data with `basicsr data prepare`, or run on the embedded demo data with --demo."
+# BasicSR's option files expect its released weights under experiments/pretrained_models/ (listed for download
+# in its model zoo), and weights trained by another option file under experiments/<name>/models/.
+MODEL_ZOO = "https://github.com/XPixelGroup/BasicSR/blob/master/docs/ModelZoo.md"
+_RELEASED_WEIGHTS = re.compile(r"(?:^|/)experiments/pretrained_models/")
+_TRAINED_WEIGHTS = re.compile(r"(?:^|/)experiments/(?P<name>[^/]+)/models/[^/]+$")
 
 
 class OptionLoader(yaml.SafeLoader):
@@ -187,8 +193,9 @@ def coerce_number(opts: OptionFile, key_path: str, to: type) -> None:
         parent[keys[-1]] = number
 
 
-def resolve_path(opts: OptionFile, key_path: str, value: str, must_exist: bool = True) -> str:
-    """Expand ~ and demo://; a relative path is tried against the cwd, then the option file's folder."""
+def resolve_path(opts: OptionFile, key_path: str, value: str, must_exist: bool = True, fix: str = DATA_FIX) -> str:
+    """Expand ~ and demo://; a relative path is tried against the cwd, then the option file's folder.
+    `fix` ends the error of a path that does not exist."""
     if value.startswith(DEMO_SCHEME):
         from srode_plugins.data.demo import resolve_demo_uri
 
@@ -204,11 +211,7 @@ def resolve_path(opts: OptionFile, key_path: str, value: str, must_exist: bool =
     if not must_exist:
         return str(candidates[0])
     tried = " or ".join(f"'{c}'" for c in candidates)
-    raise opts.error(
-        f"path '{value}' does not exist (tried {tried}). Fix the path, prepare the data with "
-        f"`basicsr data prepare`, or run on the embedded demo data with --demo.",
-        key_path,
-    )
+    raise opts.error(f"path '{value}' does not exist (tried {tried}). {fix}", key_path)
 
 
 def resolve_dataset_paths(opts: OptionFile) -> None:
@@ -223,10 +226,29 @@ def resolve_dataset_paths(opts: OptionFile) -> None:
                 dataset[key] = [resolve_path(opts, f"datasets.{phase}.{key}.{i}", v) for i, v in enumerate(value)]
 
 
+def weights_fix(key: str, value: str) -> str:
+    """How to fix a `path.<key>` (pretrained weights or a training state) that names no file."""
+    drop = f"`--set path.{key}=~`"
+    if key.startswith("resume_state"):
+        return (f"`path.{key}` resumes a training state (experiments/<name>/training_states/<iter>.state): fix the "
+                f"path, use --auto_resume to take the newest state of this experiment, or start afresh with {drop}.")
+    network = key.removeprefix("pretrain_")
+    posix = value.replace("\\", "/")
+    trained = _TRAINED_WEIGHTS.search(posix)
+    if _RELEASED_WEIGHTS.search(posix):
+        source = f"download BasicSR's released weights (links in {MODEL_ZOO}) to that path"
+    elif trained:
+        source = f"train the experiment '{trained['name']}' first (`basicsr train` saves its weights there)"
+    else:
+        source = "put the .pth file there"
+    return (f"`path.{key}` loads weights into {network} before the run: {source}, fix the path, or start "
+            f"{network} from random weights with {drop}.")
+
+
 def resolve_pretrained_paths(opts: OptionFile) -> None:
     for key, value in (opts.opt.get("path") or {}).items():
         if isinstance(value, str) and any(key.startswith(k) for k in PATH_KEYS_CHECKED):
-            opts.opt["path"][key] = resolve_path(opts, f"path.{key}", value)
+            opts.opt["path"][key] = resolve_path(opts, f"path.{key}", value, fix=weights_fix(key, value))
 
 
 def use_demo_data(opts: OptionFile) -> None:

@@ -198,6 +198,40 @@ def test_missing_pretrained_network_is_named_and_null_is_ignored(tmp_path: Path)
     assert opts.opt["path"] == {"pretrain_network_g": str(weights), "pretrain_network_d": None, "strict_load_g": True}
 
 
+@pytest.mark.parametrize(("key", "value", "source"), [
+    ("pretrain_network_g", "experiments/001_MSRResNet_x4_f64b16_DIV2K_1000k_B16G1_wandb/models/net_g_1000000.pth",
+     "train the experiment '001_MSRResNet_x4_f64b16_DIV2K_1000k_B16G1_wandb' first (`basicsr train` saves its "
+     "weights there)"),
+    ("pretrain_network_g", "experiments/pretrained_models/EDSR/EDSR_Mx2_f64b16_DIV2K_official-3ba7b086.pth",
+     f"download BasicSR's released weights (links in {options.MODEL_ZOO}) to that path"),
+    ("pretrain_network_d", "weights/disc.pth", "put the .pth file there"),
+])
+def test_missing_weights_say_which_network_they_load_where_to_get_them_and_how_to_drop_the_key(
+        tmp_path: Path, key: str, value: str, source: str) -> None:
+    opts = option_file(tmp_path, {"path": {key: value}})
+    with pytest.raises(OptionError) as error:
+        options.resolve_pretrained_paths(opts)
+    message = str(error.value)
+    network = key.removeprefix("pretrain_")
+    assert message.startswith(f"{opts.file}: option 'path.{key}': path '{value}' does not exist (tried ")
+    assert message.endswith(f"`path.{key}` loads weights into {network} before the run: {source}, fix the path, "
+                            f"or start {network} from random weights with `--set path.{key}=~`.")
+    assert "basicsr data prepare" not in message and "--demo" not in message
+    options.apply_override(opts, f"path.{key}=~")  # the fix the message names is a working override
+    options.resolve_pretrained_paths(opts)
+    assert opts.opt["path"][key] is None
+
+
+def test_a_missing_resume_state_points_at_auto_resume_or_a_fresh_start(tmp_path: Path) -> None:
+    opts = option_file(tmp_path, {"path": {"resume_state": "experiments/x/training_states/5.state"}})
+    with pytest.raises(OptionError) as error:
+        options.resolve_pretrained_paths(opts)
+    message = str(error.value)
+    assert "option 'path.resume_state': path 'experiments/x/training_states/5.state' does not exist" in message
+    assert "use --auto_resume" in message and "`--set path.resume_state=~`" in message
+    assert "basicsr data prepare" not in message
+
+
 @pytest.fixture
 def fake_demo_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """demo_dataset() answering with folders under tmp_path (the real cache is tested in test_core_demo_data)."""
