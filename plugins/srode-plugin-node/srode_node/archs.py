@@ -2,7 +2,8 @@
 
 conv_first (in -> F) -> [append A zero channels] -> ODE block(s) over [0, T] -> trunk_conv (F + A -> F)
 -> (interpolate x2 -> conv -> LeakyReLU(0.2)) per factor 2 (or one x3) -> HRconv -> LeakyReLU -> conv_last
-(+ bicubic upsampling of the input when `bicubic_residual`).
+(+ bicubic upsampling of the input when `bicubic_residual`). The ODE function applies ReLU to the state before
+its first conv for the standard NODE but not for the augmented one, as Le Scao's code (`state_relu`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from torch import Tensor, nn
 
 from srode_node.odeblock import ODEBlock
 from srode_plugins.api import OptionError
+
+# "lescao": ReLU on the state for the standard NODE, none for the augmented one, as in Le Scao's code
+STATE_RELU_MODES = ("lescao", "always")
 
 
 class TimeConcatConv2d(nn.Conv2d):
@@ -44,11 +48,16 @@ class ConvODEFunc(nn.Module):
         layers: number of convolutions (2 on BSD, 7 on DIV2K in the paper).
         time_dependent: concatenate a constant channel equal to t before every convolution.
         init_scale: Kaiming-normal weights scaled by this factor, zero biases (as BasicSR's default_init_weights).
+        state_relu: apply the leading ReLU to the state z; without it
+            `f(t, z) = ReLU(conv_L(... ReLU(conv_1(z))))`.
     """
 
-    def __init__(self, channels: int, layers: int, time_dependent: bool, init_scale: float = 1.0) -> None:
+    def __init__(
+        self, channels: int, layers: int, time_dependent: bool, init_scale: float = 1.0, state_relu: bool = True
+    ) -> None:
         super().__init__()
         self.time_dependent = time_dependent
+        self.state_relu = state_relu
         if time_dependent:
             self.convs = nn.ModuleList(TimeConcatConv2d(channels, channels) for _ in range(layers))
         else:
@@ -60,10 +69,13 @@ class ConvODEFunc(nn.Module):
 
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
         """`t` 0-d tensor, `z` `(B, C, H, W)` -> `dz/dt` `(B, C, H, W)`."""
-        out = F.relu(z)
+        out = F.relu(z) if self.state_relu else z
         for conv in self.convs:
             out = F.relu(conv(t, out) if self.time_dependent else conv(out))
         return out
+
+    def extra_repr(self) -> str:
+        return f"time_dependent={self.time_dependent}, state_relu={self.state_relu}"
 
 
 class NODESRNet(nn.Module):
@@ -83,6 +95,9 @@ class NODESRNet(nn.Module):
         ode_init_scale: scale of the Kaiming initialisation of the ODE convolutions.
         upsample_mode: interpolation before each upsampling conv ("bicubic" as in the reference, or "nearest").
         bicubic_residual: add the bicubic upsampling of the input to the output (the reference's default).
+        state_relu: where the ODE function applies ReLU to the state before its first conv. "lescao" (Le Scao's
+            code): for the standard NODE only, not for the augmented one (its `augmented_conv.py` vector field
+            starts with the conv); "always": in every variant (srode's earlier form).
 
     Shapes: `(B, num_in_ch, H, W)` -> `(B, num_out_ch, upscale * H, upscale * W)`; values in [0, 1].
     """
@@ -108,6 +123,7 @@ class NODESRNet(nn.Module):
         ode_init_scale: float = 1.0,
         upsample_mode: str = "bicubic",
         bicubic_residual: bool = True,
+        state_relu: str = "lescao",
     ) -> None:
         super().__init__()
         if upscale not in (2, 3, 4):
@@ -121,6 +137,9 @@ class NODESRNet(nn.Module):
         if upsample_mode not in ("bicubic", "nearest", "bilinear"):
             raise OptionError(f"upsample_mode must be bicubic, bilinear or nearest, got {upsample_mode!r}",
                               key="network_g.upsample_mode")
+        if state_relu not in STATE_RELU_MODES:
+            raise OptionError(f"state_relu must be one of {list(STATE_RELU_MODES)}, got {state_relu!r}; 'lescao' "
+                              "computes what Le Scao's code computes", key="network_g.state_relu")
         self.upscale = upscale
         self.augment_channels = augment_channels
         self.upsample_mode = upsample_mode
@@ -130,7 +149,8 @@ class NODESRNet(nn.Module):
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
         self.ode_blocks = nn.ModuleList(
             ODEBlock(
-                ConvODEFunc(state_channels, ode_layers, time_dependent, ode_init_scale),
+                ConvODEFunc(state_channels, ode_layers, time_dependent, ode_init_scale,
+                            state_relu=state_relu == "always" or augment_channels == 0),
                 integration_time=integration_time,
                 solver=solver,
                 rtol=rtol,
