@@ -10,15 +10,24 @@ import math
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from srode_plugins.errors import OptionError
 
+if TYPE_CHECKING:
+    from srode_plugins.data.demo import DemoPaths
+
 DEMO_SCHEME = "demo://"
+# BasicSR's datasets read `use_hflip`; some of its own option files (train_MSRGAN_x4) still write the older
+# `use_flip`, on which its train.py stops with KeyError: 'use_hflip'.
+LEGACY_DATASET_KEYS = {"use_flip": "use_hflip"}
+DEMO_GT_SIZE = 96  # the --demo training crop when no network needs a size of its own
+# Stock archs that accept one input size only, with the default of their `input_size` argument.
+FIXED_INPUT_ARCHS = {"VGGStyleDiscriminator": 128}
 DATAROOT_KEYS = ("dataroot_gt", "dataroot_lq", "meta_info_file")
 PATH_KEYS_CHECKED = ("pretrain_network_g", "pretrain_network_d", "resume_state")
 DATA_FIX = "Fix the path, prepare the data with `basicsr data prepare`, or run on the embedded demo data with --demo."
@@ -42,13 +51,19 @@ OptionLoader.add_implicit_resolver(
 
 @dataclass
 class OptionFile:
-    """A loaded option file: the (mutable) option dict and where it came from."""
+    """A loaded option file: the (mutable) option dict, where it came from, and the key paths set by --set."""
 
     opt: dict[str, Any]
     file: Path
+    overridden: set[str] = field(default_factory=set)
 
     def error(self, message: str, key: str | None = None) -> OptionError:
         return OptionError(message, file=str(self.file), key=key)
+
+    def was_overridden(self, key_path: str) -> bool:
+        """Whether --set named `key_path`, a key above it or a key inside it."""
+        return any(key_path == o or key_path.startswith(o + ".") or o.startswith(key_path + ".")
+                   for o in self.overridden)
 
 
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -92,6 +107,7 @@ def apply_override(opts: OptionFile, entry: str) -> None:
             raise opts.error(f"cannot set '{key_path}': '{'.'.join(keys[:depth + 1])}' is not a mapping", key_path)
         node = child
     node[keys[-1]] = yaml.load(raw, Loader=OptionLoader) if raw.strip() else ""
+    opts.overridden.add(".".join(keys))
 
 
 def get_path(opt: dict[str, Any], key_path: str, default: Any = None) -> Any:
@@ -214,6 +230,14 @@ def resolve_path(opts: OptionFile, key_path: str, value: str, must_exist: bool =
     raise opts.error(f"path '{value}' does not exist (tried {tried}). {fix}", key_path)
 
 
+def rename_legacy_dataset_keys(opts: OptionFile) -> None:
+    """Give each dataset the key BasicSR's datasets read where the option file writes an older spelling."""
+    for dataset in (opts.opt.get("datasets") or {}).values():
+        for old, new in LEGACY_DATASET_KEYS.items():
+            if isinstance(dataset, dict) and old in dataset and new not in dataset:
+                dataset[new] = dataset[old]
+
+
 def resolve_dataset_paths(opts: OptionFile) -> None:
     for phase, dataset in (opts.opt.get("datasets") or {}).items():
         if not isinstance(dataset, dict):
@@ -251,8 +275,35 @@ def resolve_pretrained_paths(opts: OptionFile) -> None:
             opts.opt["path"][key] = resolve_path(opts, f"path.{key}", value, fix=weights_fix(key, value))
 
 
+def required_crop(opt: dict[str, Any]) -> tuple[str, int] | None:
+    """(key path, side) of the one input size a network of `opt` accepts: its `input_size` option, or the
+    default of a stock arch built for a single size; None when the networks take any crop."""
+    for key, network in opt.items():
+        if key.startswith("network_") and isinstance(network, dict):
+            side = network.get("input_size", FIXED_INPUT_ARCHS.get(str(network.get("type"))))
+            if side is not None:
+                return f"{key}.input_size", int(side)
+    return None
+
+
+def demo_gt_size(opts: OptionFile, dataset: dict[str, Any], paths: DemoPaths) -> int:
+    """The HR training crop under --demo: small for speed, unless a network requires its own size."""
+    crop = required_crop(opts.opt)
+    if crop is None:
+        return min(int(dataset.get("gt_size", DEMO_GT_SIZE)), DEMO_GT_SIZE)
+    from srode_plugins.data.demo import smallest_train_side
+
+    key, side = crop
+    smallest = smallest_train_side(paths)
+    if side > smallest:
+        raise opts.error(f"value {side}: the demo photos allow HR crops of at most {smallest} pixels; "
+                         f"give this network a smaller input size for --demo", key)
+    return side
+
+
 def use_demo_data(opts: OptionFile) -> None:
-    """Point every dataset of the option at the embedded demo data (same scale)."""
+    """Point every dataset of the option at the embedded demo data (same scale). Keys given with --set are
+    kept; the training crop is the networks' required input size, else at most DEMO_GT_SIZE."""
     from srode_plugins.data.demo import demo_dataset
 
     scale = int(opts.opt.get("scale", 4))
@@ -260,18 +311,21 @@ def use_demo_data(opts: OptionFile) -> None:
     datasets = opts.opt.setdefault("datasets", {})
     for phase, dataset in list(datasets.items()):
         is_train = phase.split("_")[0] == "train"
-        dataset.update(
-            name=dataset.get("name", "demo") if not is_train else "demo_train",
-            dataroot_gt=str(paths.train_hr if is_train else paths.val_hr),
-            dataroot_lq=str(paths.train_lr if is_train else paths.val_lr),
-            io_backend={"type": "disk"},
-            filename_tmpl="{}",
-        )
-        dataset.setdefault("type", "PairedImageDataset")
-        dataset.pop("meta_info_file", None)
+        demo: dict[str, Any] = {
+            "name": dataset.get("name", "demo") if not is_train else "demo_train",
+            "dataroot_gt": str(paths.train_hr if is_train else paths.val_hr),
+            "dataroot_lq": str(paths.train_lr if is_train else paths.val_lr),
+            "io_backend": {"type": "disk"},
+            "filename_tmpl": "{}",
+        }
         if is_train:
-            dataset["gt_size"] = min(int(dataset.get("gt_size", 96)), 96 * scale // 4 if scale >= 4 else 96)
-            dataset["num_worker_per_gpu"] = min(int(dataset.get("num_worker_per_gpu", 0)), 2)
+            demo["num_worker_per_gpu"] = min(int(dataset.get("num_worker_per_gpu", 0)), 2)
+            if not opts.was_overridden(f"datasets.{phase}.gt_size"):
+                demo["gt_size"] = demo_gt_size(opts, dataset, paths)
+        dataset.update({k: v for k, v in demo.items() if not opts.was_overridden(f"datasets.{phase}.{k}")})
+        dataset.setdefault("type", "PairedImageDataset")
+        if not opts.was_overridden(f"datasets.{phase}.meta_info_file"):
+            dataset.pop("meta_info_file", None)
     if "val" in opts.opt and not any(p.split("_")[0] == "val" for p in datasets):
         datasets["val"] = {"name": "demo_val", "type": "PairedImageDataset", "dataroot_gt": str(paths.val_hr),
                            "dataroot_lq": str(paths.val_lr), "io_backend": {"type": "disk"}, "filename_tmpl": "{}"}

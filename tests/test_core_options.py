@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -289,6 +291,69 @@ def test_use_demo_data_points_every_dataset_at_the_demo_data(tmp_path: Path, fak
     assert (train["gt_size"], train["num_worker_per_gpu"], train["io_backend"]) == (96, 2, {"type": "disk"})
     assert (val["type"], val["dataroot_gt"], val["dataroot_lq"]) == (
         "PairedImageDataset", str(base / "val" / "HR"), str(base / "val" / "LR_bicubic" / "X2"))
+
+
+def write_demo_manifest(tmp_path: Path, smallest_side: int) -> None:
+    sizes = {"a.png": [480, 480], "b.png": [smallest_side, 384]}
+    write(tmp_path / "demo" / "manifest.json", json.dumps({"hr_sizes": {"train": sizes, "val": {}}}))
+
+
+def gan_option(tmp_path: Path, network_d: dict[str, Any], overrides: list[str] | None = None) -> OptionFile:
+    opt = {"scale": 4, "network_d": network_d,
+           "datasets": {"train": {"type": "PairedImageDataset", "gt_size": 128, "num_worker_per_gpu": 6}}}
+    return options.load(write(tmp_path / "options" / "gan.yml", yaml.safe_dump(opt)), overrides)
+
+
+@pytest.mark.parametrize("input_size", [None, 256])
+def test_demo_keeps_the_crop_a_vgg_style_discriminator_is_built_for(tmp_path: Path, fake_demo_data: list[int],
+                                                                    input_size: int | None) -> None:
+    import torch
+
+    import srode_plugins.compat  # noqa: F401  (BasicSR imports only after it)
+
+    discriminator_class = importlib.import_module("basicsr.archs.discriminator_arch").VGGStyleDiscriminator
+    write_demo_manifest(tmp_path, 300)
+    network_d = {"type": "VGGStyleDiscriminator", "num_in_ch": 3, "num_feat": 2}
+    if input_size is not None:
+        network_d["input_size"] = input_size
+    opts = gan_option(tmp_path, network_d)
+
+    options.use_demo_data(opts)
+
+    gt_size = opts.opt["datasets"]["train"]["gt_size"]
+    assert gt_size == (input_size or 128)
+    kwargs = {k: v for k, v in network_d.items() if k != "type"}
+    assert discriminator_class(**kwargs)(torch.zeros(1, 3, gt_size, gt_size)).shape == (1, 1)
+
+
+def test_demo_refuses_a_network_input_size_larger_than_the_demo_photos(tmp_path: Path,
+                                                                       fake_demo_data: list[int]) -> None:
+    write_demo_manifest(tmp_path, 300)
+    opts = gan_option(tmp_path, {"type": "AnyDiscriminator", "input_size": 384})
+    with pytest.raises(OptionError) as error:
+        options.use_demo_data(opts)
+    assert str(error.value) == (f"{opts.file}: option 'network_d.input_size': value 384: the demo photos allow HR "
+                                f"crops of at most 300 pixels; give this network a smaller input size for --demo")
+
+
+def test_set_overrides_win_over_the_demo_defaults(tmp_path: Path, fake_demo_data: list[int]) -> None:
+    opts = gan_option(tmp_path, {"type": "VGGStyleDiscriminator", "num_in_ch": 3, "num_feat": 2},
+                      overrides=["datasets.train.gt_size=256", "datasets.train.num_worker_per_gpu=4",
+                                 "datasets.train.io_backend.type=lmdb"])
+
+    options.use_demo_data(opts)
+
+    train = opts.opt["datasets"]["train"]
+    assert (train["gt_size"], train["num_worker_per_gpu"], train["io_backend"]) == (256, 4, {"type": "lmdb"})
+    assert train["dataroot_gt"] == str(tmp_path / "demo" / "train" / "HR")  # what --set left alone is demo data
+
+
+def test_the_older_use_flip_spelling_reaches_datasets_as_use_hflip(tmp_path: Path) -> None:
+    opts = option_file(tmp_path, {"datasets": {"train": {"use_flip": True, "use_rot": True},
+                                               "train_b": {"use_flip": True, "use_hflip": False}}})
+    options.rename_legacy_dataset_keys(opts)
+    assert opts.opt["datasets"]["train"]["use_hflip"] is True
+    assert opts.opt["datasets"]["train_b"]["use_hflip"] is False  # a file giving both keeps its own use_hflip
 
 
 # ---------------------------------------------------------------- component references

@@ -103,6 +103,12 @@ def demo_dataset(scale: int = 4, root: Path | str | None = None) -> DemoPaths:
     )
 
 
+def smallest_train_side(paths: DemoPaths) -> int:
+    """The shortest side, in HR pixels, of the demo training photos: the largest HR crop they all allow."""
+    train_sizes = _read_manifest(paths.train_hr.parents[1])["hr_sizes"]["train"].values()
+    return min(min(size) for size in train_sizes)
+
+
 def resolve_demo_uri(uri: str, root: Path | str | None = None) -> Path:
     """The cache folder a ``demo://`` dataset root stands for (e.g. ``demo://val/LR_bicubic/X4``)."""
     match = _DEMO_URI.fullmatch(uri)
@@ -130,8 +136,7 @@ def demo_options(
     Data roots are resolved cache folders (the cache is prepared if needed).
     """
     paths = demo_dataset(scale, root)
-    train_sizes = _read_manifest(paths.train_hr.parents[1])["hr_sizes"]["train"].values()
-    smallest_side = min(min(size) for size in train_sizes)
+    smallest_side = smallest_train_side(paths)
     if gt_size % scale or not scale <= gt_size <= smallest_side:
         raise DataError(
             f"gt_size {gt_size}: the HR patch must be a multiple of scale {scale} and at most {smallest_side} "

@@ -116,6 +116,7 @@ def prepare(opts: OptionFile, *, is_train: bool, root: Path, demo: bool = False,
     if demo:
         options_mod.use_demo_data(opts)
     validate_common(opts, is_train)
+    options_mod.rename_legacy_dataset_keys(opts)
     resolve_components(opts)
     options_mod.resolve_dataset_paths(opts)
     options_mod.resolve_pretrained_paths(opts)
