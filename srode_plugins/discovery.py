@@ -48,6 +48,8 @@ FIRST_PARTY_COMPONENTS: dict[str, str] = {
     "HeunSampler": "srode-plugin-resshift",
     "EulerMaruyamaSampler": "srode-plugin-resshift",
     "DPMSolverPP2MSampler": "srode-plugin-resshift",
+    "SeedEulerSampler": "srode-plugin-resshift",
+    "SeedHeunSampler": "srode-plugin-resshift",
 }
 
 

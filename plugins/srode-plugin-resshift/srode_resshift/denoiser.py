@@ -38,15 +38,25 @@ class ResShiftDenoiser:
     """Calls ``net(x_scaled, network_time, lq)`` and returns its x0 prediction (B, C, H, W).
 
     ``net`` follows the ResShift UNet signature forward(x (B,C,H,W), timesteps (B,), lq (B,C,h,w) | None);
-    the network concatenates the (upsampled) LR image itself.
+    the network concatenates the (upsampled) LR image itself. ``clip_denoised``: the sampler-facing callable
+    (`bind`) clamps x0_hat to [-1, 1], as the official ``p_sample_loop`` does in pixel space; training
+    (`predict`) never clamps, as the official ``training_losses`` does not.
     """
 
-    def __init__(self, net: nn.Module, kappa: float, num_timesteps: int, input_scaling: str = "std") -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        kappa: float,
+        num_timesteps: int,
+        input_scaling: str = "std",
+        clip_denoised: bool = False,
+    ) -> None:
         if input_scaling not in INPUT_SCALINGS:
             raise ValueError(
                 f"option 'resshift.input_scaling' is {input_scaling!r}; choose one of {list(INPUT_SCALINGS)}"
             )
         self.net, self.kappa, self.num_timesteps, self.input_scaling = net, kappa, num_timesteps, input_scaling
+        self.clip_denoised = bool(clip_denoised)
 
     def predict(self, x: Tensor, t: Tensor, eta: Tensor, lq: Tensor | None) -> Tensor:
         """x0_hat for x (B, C, H, W) at per-sample times t (B,) with eta(t) (B,)."""
@@ -60,6 +70,7 @@ class ResShiftDenoiser:
             batch = x.shape[0]
             times = torch.full((batch,), t, device=x.device, dtype=x.dtype)
             etas = torch.full((batch,), eta, device=x.device, dtype=x.dtype)
-            return self.predict(x, times, etas, lq)
+            x0 = self.predict(x, times, etas, lq)
+            return x0.clamp(-1.0, 1.0) if self.clip_denoised else x0
 
         return denoise

@@ -12,7 +12,7 @@ import numpy as np
 
 from .schedules import ContinuousSchedule, eta_from_sigma, sigma_from_eta
 
-__all__ = ["GRID_KINDS", "SamplingGrid", "build_grid", "rho_sigma_grid", "rho_time_grid"]
+__all__ = ["GRID_KINDS", "SamplingGrid", "build_grid", "rho_sigma_grid", "rho_time_grid", "seed_time_grid"]
 
 GRID_KINDS = ("t", "sigma")
 
@@ -53,6 +53,20 @@ def rho_time_grid(num_points: int, rho: float, t_min: float) -> np.ndarray:
         times = (1.0 + t_min - times)[::-1]
     times[0], times[-1] = 1.0, t_min
     return times
+
+
+def seed_time_grid(num_points: int, rho: float, t_min: float) -> np.ndarray:
+    """The seed's grid (resshift-continuous-in-time, ``inference.py``): N points t_i = (1 + i/(N-1)
+    (t_min^(1/rho) - 1))^rho from 1 to t_min, then t = 0; shape (N + 1,), from 1 down to 0.
+
+    rho < 0 mirrors the whole |rho| grid over [0, 1] (t -> 1 - t, reversed): it still runs from 1 to 0, its
+    second point is 1 - t_min and it packs points near t = 1. (`rho_time_grid` mirrors inside [t_min, 1].)
+    """
+    _check_grid_size(num_points, rho)
+    exponent = abs(rho)
+    fraction = np.arange(int(num_points)) / (int(num_points) - 1)
+    times = np.append((1.0 + fraction * (t_min ** (1.0 / exponent) - 1.0)) ** exponent, 0.0)
+    return 1.0 - times[::-1] if rho < 0 else times
 
 
 def rho_sigma_grid(num_points: int, rho: float, sigma_min: float, sigma_max: float) -> np.ndarray:

@@ -13,6 +13,7 @@ Option keys (besides BasicSR's)::
       input_scaling: std             # std | max | none
       autoencoder: {type: PixelSpaceAutoencoder}   # or {type: VQAutoencoderF4, checkpoint: ...}
       sampler: {type: HeunSampler, num_steps: 8, grid: sigma, rho: 7}   # validation / test sampler
+      clip_denoised: auto            # clamp x0_hat to [-1, 1] while sampling; auto: in pixel space only (official)
       val_seed: 0                    # fixed noise for validation (null: fresh noise)
     val:
       sampler_sweep: {...}           # optional: `basicsr test` table per sampler x rho x NFE (evaluation.py)
@@ -41,6 +42,7 @@ from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_ssim
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, imwrite, tensor2img
 
+from .autoencoder import PixelSpaceAutoencoder
 from .denoiser import INPUT_SCALINGS, ResShiftDenoiser
 from .evaluation import SweepRow, SweepSpec, expand_sweep, format_sweep_markdown, format_sweep_table, side_by_side
 from .perceptual import LPIPSLoss, build_lpips
@@ -51,7 +53,7 @@ from .unet import strip_wrapper_prefixes
 
 __all__ = ["ContinuousResShiftModel", "ResShiftOptions"]
 
-RESSHIFT_KEYS = ("schedule", "time_sampling", "input_scaling", "autoencoder", "sampler", "val_seed")
+RESSHIFT_KEYS = ("schedule", "time_sampling", "input_scaling", "autoencoder", "sampler", "clip_denoised", "val_seed")
 
 
 @dataclass
@@ -65,6 +67,7 @@ class ResShiftOptions:
     sampler: dict[str, Any] = field(
         default_factory=lambda: {"type": "HeunSampler", "num_steps": 8, "grid": "sigma", "rho": 7.0}
     )
+    clip_denoised: str | bool = "auto"
     val_seed: int | None = 0
 
     @classmethod
@@ -86,6 +89,12 @@ class ResShiftOptions:
             raise api.OptionError(
                 f"got {options.input_scaling!r}; choose one of {list(INPUT_SCALINGS)}",
                 key="resshift.input_scaling",
+            )
+        if not isinstance(options.clip_denoised, bool) and options.clip_denoised != "auto":
+            raise api.OptionError(
+                f"got {options.clip_denoised!r}; choose auto (clamp in pixel space only, as the official "
+                "p_sample_loop), true or false",
+                key="resshift.clip_denoised",
             )
         for key in ("schedule", "autoencoder", "sampler"):
             if not isinstance(getattr(options, key), Mapping) or "type" not in getattr(options, key):
@@ -127,6 +136,14 @@ class ContinuousResShiftModel(SRModel):
         self.autoencoder = api.build_component("autoencoders", self.resshift.autoencoder, key="resshift.autoencoder")
         self.autoencoder = self.autoencoder.to(self.device).eval().requires_grad_(False)
         self.scale = int(opt["scale"])
+        self.clip_denoised = self.resolve_clip_denoised()
+
+    def resolve_clip_denoised(self) -> bool:
+        """``resshift.clip_denoised``; ``auto`` clamps in pixel space only, as the official sampler
+        (``clip_denoised = autoencoder is None``): a latent has no [-1, 1] range to clamp to."""
+        if self.resshift.clip_denoised == "auto":
+            return isinstance(self.autoencoder, PixelSpaceAutoencoder)
+        return bool(self.resshift.clip_denoised)
 
     def load_network(self, net, load_path, strict=True, param_key="params"):
         """BasicSR checkpoints ({'params': ..., 'params_ema': ...}) as usual; a bare state dict (the official
@@ -164,8 +181,10 @@ class ContinuousResShiftModel(SRModel):
         return F.interpolate(lq, scale_factor=self.scale, mode="bicubic", align_corners=False)
 
     def denoiser(self, net: torch.nn.Module) -> ResShiftDenoiser:
-        """`net` wrapped as the x0 predictor with this model's kappa, T and input scaling."""
-        return ResShiftDenoiser(net, self.schedule.kappa, self.schedule.num_timesteps, self.resshift.input_scaling)
+        """`net` wrapped as the x0 predictor with this model's kappa, T, input scaling and x0 clamping."""
+        return ResShiftDenoiser(
+            net, self.schedule.kappa, self.schedule.num_timesteps, self.resshift.input_scaling, self.clip_denoised
+        )
 
     def optimize_parameters(self, current_iter: int) -> None:
         self.optimizer_g.zero_grad()

@@ -27,6 +27,7 @@ from .schedules import ContinuousSchedule, ResShiftSchedule, sigma_from_eta
 
 __all__ = [
     "HEUN_ETA_MIN_RATIO",
+    "RESPACINGS",
     "DPMSolverPP2MSampler",
     "Denoiser",
     "DiscreteResShiftSampler",
@@ -36,6 +37,7 @@ __all__ = [
     "ResShiftSampler",
     "SamplingResult",
     "heun_eta_noise_gain",
+    "respaced_step_indices",
 ]
 
 Denoiser = Callable[[Tensor, float, float], Tensor]
@@ -119,32 +121,66 @@ class ResShiftSampler(ABC):
         return f"{type(self).__name__}({fields})"
 
 
+RESPACINGS = ("space_timesteps", "linspace")
+
+
+def respaced_step_indices(num_timesteps: int, num_steps: int, respacing: str) -> np.ndarray:
+    """Chain steps k in 0..T-1 kept by a respaced sampler, ascending, shape (num_steps,).
+
+    ``space_timesteps``: the official rule, k = floor(x T / N) for x = 0..N-1 (ResShift's
+    ``models/respace.py``); it keeps step 0 but, for N < T, never T - 1 (its last step is floor(T - T/N)), so
+    the chain starts from a smaller eta than eta_{T-1} (T=15, N=4: steps 0, 3, 7, 11, from eta_11 = 0.568, not
+    eta_14 = 0.980).
+    ``linspace``: round(linspace(0, T - 1, N)), which keeps both ends (T=15, N=4: 0, 5, 9, 14).
+    """
+    if respacing not in RESPACINGS:
+        raise ValueError(f"sampler option 'respacing' is {respacing!r}; choose one of {list(RESPACINGS)}")
+    if num_steps > num_timesteps:
+        raise ValueError(f"sampler option 'num_steps' ({num_steps}) exceeds the schedule's T={num_timesteps}")
+    if respacing == "space_timesteps":
+        indices = np.array([int((num_timesteps / num_steps) * x) for x in range(num_steps)])
+    else:
+        indices = np.unique(np.round(np.linspace(0, num_timesteps - 1, num_steps)).astype(int))
+    if np.unique(indices).size != num_steps:
+        raise ValueError(
+            f"sampler option 'num_steps' ({num_steps}) cannot be spaced over T={num_timesteps} steps "
+            f"with respacing: {respacing}"
+        )
+    return indices
+
+
 class DiscreteResShiftSampler(ResShiftSampler):
     """The official ResShift ancestral sampler on the discrete chain (the baseline).
 
     x_{k-1} ~ N(eta_{k-1}/eta_k x_k + alpha_k/eta_k x0_hat, kappa^2 eta_{k-1}/eta_k alpha_k),
     alpha_k = eta_k - eta_{k-1}; the last step (eta_{-1} = 0) returns x0_hat itself.
-    ``num_steps`` below T respaces the chain onto evenly spaced steps (round(linspace(0, T-1, N))), as the
-    official ``timestep_respacing`` does; num_steps = T is the original chain. NFE = num_steps.
+    ``num_steps`` below T respaces the chain (`respaced_step_indices`): the sampler walks the kept steps only,
+    from the prior y + kappa sqrt(eta_last) z at the last kept step, with eta_{k-1} the previous kept step's
+    eta, as the official respaced diffusion recomputes its schedule. ``respacing: space_timesteps`` (default)
+    keeps the official ``timestep_respacing`` steps; ``linspace`` keeps both chain ends. num_steps = T is the
+    original chain under both. NFE = num_steps.
     """
 
     label = "discrete"
 
-    def __init__(self, num_steps: int = 15) -> None:
+    def __init__(self, num_steps: int = 15, respacing: str = "space_timesteps") -> None:
         super().__init__(num_steps)
+        if respacing not in RESPACINGS:
+            raise ValueError(f"sampler option 'respacing' is {respacing!r}; choose one of {list(RESPACINGS)}")
+        self.respacing = respacing
 
     def nfe(self) -> int:
         return self.num_steps
 
+    def describe(self) -> dict[str, object]:
+        described = super().describe()
+        if self.respacing != "space_timesteps":
+            described["sampler"] = f"{self.label} ({self.respacing})"
+        return described
+
     def step_indices(self, schedule: ResShiftSchedule) -> np.ndarray:
         """Chain steps k visited, ascending, shape (num_steps,)."""
-        total = schedule.num_timesteps
-        if self.num_steps > total:
-            raise ValueError(f"sampler option 'num_steps' ({self.num_steps}) exceeds the schedule's T={total}")
-        indices = np.unique(np.round(np.linspace(0, total - 1, self.num_steps)).astype(int))
-        if indices.size != self.num_steps:
-            raise ValueError(f"sampler option 'num_steps' ({self.num_steps}) cannot be spaced over T={total} steps")
-        return indices
+        return respaced_step_indices(schedule.num_timesteps, self.num_steps, self.respacing)
 
     def check(self, schedule: ResShiftSchedule) -> None:
         self.step_indices(schedule)

@@ -28,6 +28,10 @@ __all__ = [
 ]
 
 
+SEED_A = 1.1113  # the seed's DEFAULT_RESSHIFT_PARAMS["a"]
+SEED_ALPHA_T_PRIME = 2.3177576065063477  # its "alpha_T_prime" (T alpha_T of the official chain, float32-rounded)
+
+
 def sigma_from_eta(eta: ArrayLike, kappa: float) -> np.ndarray:
     """Noise level of w = (x - eta y) / (1 - eta): sigma = kappa sqrt(eta) / (1 - eta), eta in [0, 1)."""
     eta = np.asarray(eta, dtype=np.float64)
@@ -149,11 +153,15 @@ class ContinuousSchedule(ResShiftSchedule):
 class ExponentialSchedule(ContinuousSchedule):
     """The seed report's schedule: alpha(t) = a (e^{lam t} - 1), eta(t) = a ((e^{lam t} - 1) / lam - t).
 
-    Presets: ``authors`` (a=1.1113, lam=1.1268 = ln(1 + T alpha_T / a), from the authors' code) and
-    ``report`` (a=1.111, lam=0.489, as printed in the report; 0.489 is log10 of the right factor).
+    Presets: ``authors`` (a=1.1113, lam = ln(1 + alpha_T' / a) = 1.1267550..., alpha_T' = 2.3177576065063477,
+    exactly as the seed's code computes it) and ``report`` (a=1.111, lam=0.489, as printed in the report; 0.489
+    is log10 of the right factor).
     """
 
-    PRESETS: dict[str, tuple[float, float]] = {"authors": (1.1113, 1.1268), "report": (1.111, 0.489)}
+    PRESETS: dict[str, tuple[float, float]] = {
+        "authors": (SEED_A, math.log(1.0 + SEED_ALPHA_T_PRIME / SEED_A)),
+        "report": (1.111, 0.489),
+    }
 
     def __init__(
         self,

@@ -354,3 +354,13 @@ def test_latent_space_training_and_sampling_through_a_vq_autoencoder(tmp_path, b
     assert np.isfinite(model.log_dict["l_x0"])
     output, nfe = model.super_resolve(batch["lq"][:1], model.sampler, seed=0)
     assert output.shape == batch["gt"][:1].shape and nfe == 5
+
+
+def test_clip_denoised_auto_clamps_x0_in_pixel_space_only_as_the_official_sampler(tmp_path):
+    latent = {"type": "VQAutoencoderF4", "load_weights": False, "channels": 32, "channel_mult": [1, 2, 4],
+              "num_res_blocks": 1, "n_embed": 64}  # fmt: skip
+    assert ContinuousResShiftModel(make_options(tmp_path)).denoiser(nn.Identity()).clip_denoised is True
+    assert ContinuousResShiftModel(make_options(tmp_path, autoencoder=latent)).clip_denoised is False
+    assert ContinuousResShiftModel(make_options(tmp_path, clip_denoised=False)).clip_denoised is False
+    with pytest.raises(api.OptionError, match=r"resshift\.clip_denoised.*'sometimes'"):
+        ContinuousResShiftModel(make_options(tmp_path, clip_denoised="sometimes"))

@@ -249,12 +249,12 @@ def test_nfe_counts_euler_n_heun_2n_minus_1_and_match_the_calls(num_steps):
         assert sampler.sample(point_mass_oracle, LR, SCHEDULE, noise=NOISE).nfe == nfe
 
 
-def test_discrete_sampler_respaces_onto_evenly_spaced_chain_steps():
-    indices = DiscreteResShiftSampler(4).step_indices(DiscretePowerSchedule())
+def test_discrete_sampler_linspace_respacing_keeps_both_chain_ends():
+    indices = DiscreteResShiftSampler(4, respacing="linspace").step_indices(DiscretePowerSchedule())
     np.testing.assert_array_equal(indices, [0, 5, 9, 14])
 
 
-def test_seed_time_grid_matches_its_formula_and_endpoints():
+def test_rho_time_grid_follows_the_seeds_formula_and_mirrors_inside_t_min_to_1():
     grid = rho_time_grid(5, 2.0, 1 / 15)
     expected = [(1 + i / 4 * ((1 / 15) ** 0.5 - 1)) ** 2 for i in range(5)]
     np.testing.assert_allclose(grid, expected, rtol=1e-12)
