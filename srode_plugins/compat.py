@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from srode_plugins.errors import DuplicateComponentError, MissingWeightsError
+from srode_plugins.errors import DuplicateComponentError, MissingWeightsError, OptionError
 from srode_plugins.weights import resolve_weights
 
 APPLIED: dict[str, bool] = {}
@@ -274,6 +274,55 @@ def _fix_model_to_device() -> bool:
     return True
 
 
+def _fix_real_esrgan_on_cpu() -> bool:
+    # RealESRNetModel / RealESRGANModel put their JPEG simulator and USM sharpener on `.cuda()` when built, and
+    # their training-pair queue on `.cuda()` when first filled: the whole Real-ESRGAN family fails without CUDA
+    # ("Found no NVIDIA driver") and lands on the wrong device when num_gpu is 0. Both go to the model's device.
+    from basicsr.models.realesrgan_model import RealESRGANModel
+    from basicsr.models.realesrnet_model import RealESRNetModel
+
+    patched = False
+    for cls in (RealESRNetModel, RealESRGANModel):
+        if _source_has(cls.__init__, ".cuda()"):
+            ORIGINALS[f"{cls.__name__}.__init__"] = cls.__init__
+            cls.__init__ = _degradations_on_model_device(cls)
+            patched = True
+        if _source_has(cls._dequeue_and_enqueue, ".cuda()"):
+            ORIGINALS[f"{cls.__name__}._dequeue_and_enqueue"] = cls._dequeue_and_enqueue
+            cls._dequeue_and_enqueue = _queue_on_batch_device(cls._dequeue_and_enqueue)
+            patched = True
+    return patched
+
+
+def _degradations_on_model_device(cls: type) -> Callable[..., None]:
+    def __init__(self: Any, opt: dict[str, Any]) -> None:
+        from basicsr.utils import DiffJPEG, USMSharp
+
+        super(cls, self).__init__(opt)  # SRModel / SRGANModel: the networks, losses and optimizers
+        self.jpeger = DiffJPEG(differentiable=False).to(self.device)
+        self.usm_sharpener = USMSharp().to(self.device)
+        self.queue_size = opt.get("queue_size", 180)
+
+    return __init__
+
+
+def _queue_on_batch_device(original: Callable[[Any], None]) -> Callable[[Any], None]:
+    # Upstream creates the queue only when it has none, so creating it here (on the batch's device) first leaves
+    # the rest of upstream's pool logic unchanged.
+    def _dequeue_and_enqueue(self: Any) -> None:
+        if not hasattr(self, "queue_lr"):
+            if self.queue_size % self.lq.size(0):
+                raise OptionError(f"value {self.queue_size}: the training-pair queue must hold a whole number of "
+                                  f"batches of {self.lq.size(0)}; use a multiple of datasets.train.batch_size_per_gpu",
+                                  file=self.opt.get("opt_file"), key="queue_size")
+            self.queue_lr = self.lq.new_zeros(self.queue_size, *self.lq.shape[1:])
+            self.queue_gt = self.gt.new_zeros(self.queue_size, *self.gt.shape[1:])
+            self.queue_ptr = 0
+        original(self)
+
+    return _dequeue_and_enqueue
+
+
 def _fix_resume_on_cpu() -> bool:
     # basicsr.train.load_resume_state maps the state with torch.cuda.current_device() (fails without CUDA)
     # and --auto_resume looks for experiments/ relative to the working directory, not where the states are
@@ -463,6 +512,7 @@ _FIXES: tuple[Callable[[], bool], ...] = (
     _fix_vgg_weights,
     _fix_init_dist,
     _fix_model_to_device,
+    _fix_real_esrgan_on_cpu,
     _fix_resume_on_cpu,
     _fix_scheduler_state_loading,
     _extend_atomic_saves,

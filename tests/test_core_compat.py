@@ -393,6 +393,67 @@ def test_model_to_device_wraps_ddp_without_device_ids_on_cpu(upstream: bool, mon
     assert wrapped.kwargs == {"find_unused_parameters": True}
 
 
+# ---------------------------------------------------------------- Real-ESRGAN family on the CPU
+
+REAL_ESRGAN_MODELS = {
+    "RealESRNetModel": importlib.import_module("basicsr.models.realesrnet_model").RealESRNetModel,
+    "RealESRGANModel": importlib.import_module("basicsr.models.realesrgan_model").RealESRGANModel,
+}
+
+
+def real_esrgan_model(name: str, **opt: Any) -> Any:
+    network_g = {"type": "SRVGGNetCompact", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 4, "num_conv": 1,
+                 "upscale": 2}
+    return REAL_ESRGAN_MODELS[name]({"num_gpu": 0, "is_train": False, "dist": False, "scale": 2,
+                                     "network_g": network_g, "path": {}, **opt})
+
+
+@requires_patch("_fix_real_esrgan_on_cpu")
+@pytest.mark.parametrize("name", sorted(REAL_ESRGAN_MODELS))
+@fixed_and_upstream((RuntimeError, AssertionError), "RealESRNet/RealESRGANModel put DiffJPEG and USMSharp on .cuda()")
+def test_real_esrgan_models_build_their_degradations_on_the_models_device(
+        name: str, upstream: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    cls = REAL_ESRGAN_MODELS[name]
+    upstream_if(upstream, monkeypatch, cls, "__init__", f"{name}.__init__")
+
+    model = real_esrgan_model(name, queue_size=8)
+
+    devices = {t.device for m in (model.jpeger, model.usm_sharpener) for t in [*m.buffers(), *m.parameters()]}
+    assert devices == {model.device} == {torch.device("cpu")}
+    assert model.queue_size == 8
+    sharpened = model.usm_sharpener(torch.rand(1, 3, 32, 32))  # the sharpener runs where the batches are
+    assert sharpened.shape == (1, 3, 32, 32) and sharpened.device == model.device
+
+
+@requires_patch("_fix_real_esrgan_on_cpu")
+@pytest.mark.parametrize("name", sorted(REAL_ESRGAN_MODELS))
+@fixed_and_upstream((RuntimeError, AssertionError), "the training-pair queue is created with .cuda()")
+def test_the_training_pair_queue_lives_on_the_batch_device_and_keeps_pairs_together(
+        name: str, upstream: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    cls = REAL_ESRGAN_MODELS[name]
+    upstream_if(upstream, monkeypatch, cls, "_dequeue_and_enqueue", f"{name}._dequeue_and_enqueue")
+    model = real_esrgan_model(name, queue_size=4)
+    batches = [(torch.full((2, 3, 4, 4), float(i)), torch.full((2, 3, 8, 8), float(i))) for i in range(3)]
+
+    for lq, gt in batches:
+        model.lq, model.gt = lq.clone(), gt.clone()
+        model._dequeue_and_enqueue()
+
+    assert model.queue_lr.device == model.queue_gt.device == torch.device("cpu")
+    # the pool was full at the third batch: it handed out two queued pairs, each lq with its own gt
+    lq_values, gt_values = model.lq.mean(dim=(1, 2, 3)), model.gt.mean(dim=(1, 2, 3))
+    assert torch.equal(lq_values, gt_values) and set(lq_values.tolist()) <= {0.0, 1.0}
+    assert sorted(model.queue_lr.mean(dim=(1, 2, 3)).tolist()).count(2.0) == 2
+
+
+@requires_patch("_fix_real_esrgan_on_cpu")
+def test_a_queue_size_that_is_not_a_whole_number_of_batches_names_the_option() -> None:
+    model = real_esrgan_model("RealESRNetModel", queue_size=5, opt_file="realesrnet.yml")
+    model.lq, model.gt = torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 8, 8)
+    with pytest.raises(OptionError, match=r"^realesrnet\.yml: option 'queue_size': value 5: .* batches of 2; "):
+        model._dequeue_and_enqueue()
+
+
 # ---------------------------------------------------------------- resume
 
 
