@@ -40,10 +40,11 @@ def _check_grid_size(num_points: int, rho: float) -> None:
 
 
 def rho_time_grid(num_points: int, rho: float, t_min: float) -> np.ndarray:
-    """The seed's grid in t: t_i = (1 + i/(N-1) (t_min^(1/rho) - 1))^rho, i = 0..N-1, shape (N,).
+    """The seed's spacing in t: t_i = (1 + i/(N-1) (t_min^(1/rho) - 1))^rho, i = 0..N-1, shape (N,).
 
     rho > 1 packs points near t_min; rho < 0 uses the grid of |rho| mirrored inside [t_min, 1]
-    (t_{N-1-i} = 1 + t_min - t_i), which packs points near t = 1.
+    (t_{N-1-i} = 1 + t_min - t_i), which packs points near t = 1 and, unlike the seed's mirror over [0, 1]
+    (`seed_time_grid`), keeps the last point at t_min, where srode's samplers jump to x0_hat.
     """
     _check_grid_size(num_points, rho)
     exponent = abs(rho)

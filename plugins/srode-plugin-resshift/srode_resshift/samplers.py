@@ -204,7 +204,8 @@ class DiscreteResShiftSampler(ResShiftSampler):
 
 
 class _GridSampler(ResShiftSampler):
-    """A sampler on a rho grid in t (the seed's) or in sigma (EDM / Karras) over a continuous schedule."""
+    """A sampler on a rho grid in t (the seed's spacing, `rho_time_grid`) or in sigma (EDM / Karras) over a
+    continuous schedule."""
 
     uses_grid = True
 
@@ -290,8 +291,9 @@ class _OdeSampler(_GridSampler):
 
 
 class EulerSampler(_OdeSampler):
-    """Euler on the probability-flow ODE, in eta by default (the seed's form), or in sigma (``variable: sigma``:
-    DDIM, exact on the flow of a fixed x0_hat). In eta a step keeps (1 + eta_next / eta) / 2 of the noise where
+    """Euler on the probability-flow ODE, in eta by default, or in sigma (``variable: sigma``: DDIM, exact on the
+    flow of a fixed x0_hat). Not the seed's Euler, which steps dt alpha(t) D in t and ends with a step to t = 0
+    (`SeedEulerSampler`). In eta a step keeps (1 + eta_next / eta) / 2 of the noise where
     the exact flow keeps sqrt(eta_next / eta): stable on any grid, first order. NFE = N."""
 
     label = "Euler"
@@ -327,9 +329,10 @@ class HeunSampler(_OdeSampler):
     """Heun (trapezoidal predictor-corrector, EDM style) on the probability-flow ODE. NFE = 2N - 1.
 
     Integrates w = (x - eta y) / (1 - eta) in sigma by default (``variable: sigma``), EDM's form, in which the
-    flow of a fixed x0_hat is linear and Heun follows it exactly on any grid. ``variable: eta`` is the seed's
-    form; its (x - x0_hat) / (2 eta) term is stiff as eta -> 0, and a step with eta_next / eta below 0.0704
-    amplifies the remaining noise instead of shrinking it (`heun_eta_noise_gain`), so such grids are refused.
+    flow of a fixed x0_hat is linear and Heun follows it exactly on any grid. ``variable: eta`` steps x in eta
+    (the seed's Heun steps it in t: `SeedHeunSampler`); its (x - x0_hat) / (2 eta) term is stiff as eta -> 0,
+    and a step with eta_next / eta below 0.0704 amplifies the remaining noise instead of shrinking it
+    (`heun_eta_noise_gain`), so such grids are refused.
     """
 
     label = "Heun"

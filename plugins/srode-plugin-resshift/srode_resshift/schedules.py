@@ -123,6 +123,8 @@ class DiscretePowerSchedule(ResShiftSchedule):
 class ContinuousSchedule(ResShiftSchedule):
     """A schedule defined for every t in [0, 1], with eta(0) = 0 and eta increasing."""
 
+    alpha_bounded: bool = True  # False: alpha(t) is unbounded somewhere, so no sampler may step dt alpha(t)
+
     @abstractmethod
     def eta(self, t: ArrayLike) -> np.ndarray:
         """eta(t) for t in [0, 1] (same shape as t)."""
@@ -206,6 +208,8 @@ class ContinuousPowerSchedule(ContinuousSchedule):
     eta falls linearly to eta(0) = 0. alpha(t) is unbounded as t -> 1/T+ (for power < 1), which the samplers
     never need: they integrate in eta or sigma.
     """
+
+    alpha_bounded = False
 
     def __init__(
         self,

@@ -54,6 +54,12 @@ class _SeedSampler(ResShiftSampler):
     def check(self, schedule: ResShiftSchedule) -> None:
         """Refuse a schedule whose alpha(t) is not finite, or eta(t) not positive, where the network is called."""
         grid = self.build_grid(schedule)
+        if not schedule.alpha_bounded:
+            raise ValueError(
+                f"{type(self).__name__} steps by dt alpha(t) D(x, t), but {type(schedule).__name__} has an unbounded "
+                "alpha(t) (d eta / dt ~ (T t - 1)^(power - 1) just above t = 1/T, where the grid ends); use "
+                "ExponentialSchedule (preset: authors, the seed's), or EulerSampler / HeunSampler, which step in eta"
+            )
         evaluated = grid.times[:-1]
         alphas, etas = schedule.alpha(evaluated), grid.etas[:-1]
         bad = np.flatnonzero(~np.isfinite(alphas) | ~(etas > 0))

@@ -17,7 +17,7 @@ import pytest
 import torch
 from srode_resshift.denoiser import ResShiftDenoiser
 from srode_resshift.grids import rho_time_grid, seed_time_grid
-from srode_resshift.samplers import DiscreteResShiftSampler, EulerSampler
+from srode_resshift.samplers import DiscreteResShiftSampler, EulerSampler, HeunSampler
 from srode_resshift.schedules import ContinuousPowerSchedule, DiscretePowerSchedule, ExponentialSchedule
 from srode_resshift.seed_samplers import SeedEulerSampler, SeedHeunSampler
 from torch import nn
@@ -230,6 +230,55 @@ class SingularAlphaSchedule(ExponentialSchedule):
 def test_seed_samplers_refuse_a_schedule_whose_alpha_is_not_finite_where_they_step():
     with pytest.raises(ValueError, match="alpha = inf"):
         SeedEulerSampler(8).check(SingularAlphaSchedule(preset="authors"))
+    with pytest.raises(ValueError, match="unbounded alpha"):
+        SeedEulerSampler(8).check(ContinuousPowerSchedule())
     with pytest.raises(TypeError, match="ExponentialSchedule"):
         SeedHeunSampler(8).check(DiscretePowerSchedule())
     SeedHeunSampler(8, rho=-4).check(ExponentialSchedule(preset="authors"))
+
+
+# ---- measured differences stated in the README (exact x0_hat of 1-D Gaussian data, NFE 15) --------------------
+
+DATA_MEAN, DATA_STD, LR_VALUE = 0.3, 0.5, 0.6
+ORACLE_NOISE = torch.linspace(-2.0, 2.0, 9, dtype=torch.float64).view(-1, 1, 1, 1)
+
+
+def gaussian_x0(kappa):
+    def denoise(x, t, eta):
+        sigma2 = kappa**2 * eta / (1 - eta) ** 2
+        w = (x - eta * LR_VALUE) / (1 - eta)
+        return DATA_MEAN + DATA_STD**2 / (DATA_STD**2 + sigma2) * (w - DATA_MEAN)
+
+    return denoise
+
+
+def distance_to_the_exact_flow_end(sampler) -> float:
+    """max |sample - exact probability-flow ODE endpoint at t = 0| over z in [-2, 2]."""
+    schedule = ExponentialSchedule(preset="authors")
+    lr = torch.full_like(ORACLE_NOISE, LR_VALUE)
+    eta = float(schedule.eta(1.0))
+    sigma = schedule.kappa * math.sqrt(eta) / (1 - eta)
+    w_start = (lr + schedule.kappa * math.sqrt(eta) * ORACLE_NOISE - eta * LR_VALUE) / (1 - eta)
+    exact = DATA_MEAN + (w_start - DATA_MEAN) * DATA_STD / math.hypot(DATA_STD, sigma)
+    result = sampler.sample(gaussian_x0(schedule.kappa), lr, schedule, noise=ORACLE_NOISE)
+    return float((result.x0 - exact).abs().max())
+
+
+@pytest.mark.parametrize(
+    "sampler, distance",
+    [
+        (SeedEulerSampler(15, rho=1), 0.1156),
+        (EulerSampler(15, grid="t", rho=1), 0.0379),
+        (SeedEulerSampler(15, rho=-8), 0.2041),
+        (EulerSampler(15, grid="t", rho=-8), 0.0657),
+        (SeedHeunSampler(8, rho=1), 0.0018),
+        (HeunSampler(8, grid="t", rho=1), 0.0457),
+        (SeedHeunSampler(8, rho=8), 0.0105),
+        (HeunSampler(8, grid="t", rho=8), 0.3153),
+        (SeedHeunSampler(8, rho=-8), 0.2935),
+        (HeunSampler(8, grid="t", rho=-8), 0.1197),
+    ],
+    ids=repr,
+)
+def test_readme_distances_of_seed_and_srode_samplers_to_the_exact_flow(sampler, distance):
+    assert distance_to_the_exact_flow_end(sampler) == pytest.approx(distance, abs=1e-4)

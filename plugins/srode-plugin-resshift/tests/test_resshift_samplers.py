@@ -71,7 +71,7 @@ def observed_orders(make_sampler, denoise, exact_end, sizes=(32, 64, 128)):
 
 
 ODE_SAMPLERS = {
-    "euler-t": lambda n: EulerSampler(n, grid="t", rho=1.0),  # Euler: in eta by default (the seed's form)
+    "euler-t": lambda n: EulerSampler(n, grid="t", rho=1.0),  # Euler: x in eta by default
     "euler-sigma": lambda n: EulerSampler(n, grid="sigma", rho=7.0),
     "heun-t": lambda n: HeunSampler(n, grid="t", rho=2.0),  # Heun: w in sigma by default (EDM's form)
     "heun-t-mirrored": lambda n: HeunSampler(n, grid="t", rho=-2.0),
