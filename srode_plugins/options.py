@@ -25,6 +25,8 @@ DEMO_SCHEME = "demo://"
 # BasicSR's datasets read `use_hflip`; some of its own option files (train_MSRGAN_x4) still write the older
 # `use_flip`, on which its train.py stops with KeyError: 'use_hflip'.
 LEGACY_DATASET_KEYS = {"use_flip": "use_hflip"}
+# Datasets that read their HR image list from a `meta_info` file (the demo writes one for its photos).
+LISTED_GT_DATASETS = ("RealESRGANDataset",)
 DEMO_GT_SIZE = 96  # the --demo training crop when no network needs a size of its own
 # Stock archs that accept one input size only, with the default of their `input_size` argument.
 FIXED_INPUT_ARCHS = {"VGGStyleDiscriminator": 128}
@@ -304,7 +306,7 @@ def demo_gt_size(opts: OptionFile, dataset: dict[str, Any], paths: DemoPaths) ->
 def use_demo_data(opts: OptionFile) -> None:
     """Point every dataset of the option at the embedded demo data (same scale). Keys given with --set are
     kept; the training crop is the networks' required input size, else at most DEMO_GT_SIZE."""
-    from srode_plugins.data.demo import demo_dataset
+    from srode_plugins.data.demo import demo_dataset, train_meta_info
 
     scale = int(opts.opt.get("scale", 4))
     paths = demo_dataset(scale)
@@ -324,8 +326,11 @@ def use_demo_data(opts: OptionFile) -> None:
                 demo["gt_size"] = demo_gt_size(opts, dataset, paths)
         dataset.update({k: v for k, v in demo.items() if not opts.was_overridden(f"datasets.{phase}.{k}")})
         dataset.setdefault("type", "PairedImageDataset")
-        if not opts.was_overridden(f"datasets.{phase}.meta_info_file"):
-            dataset.pop("meta_info_file", None)
+        for key in ("meta_info_file", "meta_info"):
+            if not opts.was_overridden(f"datasets.{phase}.{key}"):
+                dataset.pop(key, None)
+                if key == "meta_info" and is_train and dataset["type"] in LISTED_GT_DATASETS:
+                    dataset[key] = str(train_meta_info(paths))
     if "val" in opts.opt and not any(p.split("_")[0] == "val" for p in datasets):
         datasets["val"] = {"name": "demo_val", "type": "PairedImageDataset", "dataroot_gt": str(paths.val_hr),
                            "dataroot_lq": str(paths.val_lr), "io_backend": {"type": "disk"}, "filename_tmpl": "{}"}

@@ -348,6 +348,20 @@ def test_set_overrides_win_over_the_demo_defaults(tmp_path: Path, fake_demo_data
     assert train["dataroot_gt"] == str(tmp_path / "demo" / "train" / "HR")  # what --set left alone is demo data
 
 
+def test_demo_gives_a_real_esrgan_dataset_a_meta_info_listing_the_demo_photos(tmp_path: Path,
+                                                                            fake_demo_data: list[int]) -> None:
+    (tmp_path / "demo" / "train" / "HR").mkdir(parents=True)
+    opts = option_file(tmp_path, {"datasets": {
+        "train": {"type": "RealESRGANDataset", "meta_info": "datasets/DF2K/meta_info/meta_info_DF2K.txt"},
+        "val": {"type": "RealESRGANPairedDataset", "meta_info": "datasets/val/meta_info.txt"}}})
+
+    options.use_demo_data(opts)
+
+    listing = Path(opts.opt["datasets"]["train"]["meta_info"]).read_text().splitlines()
+    assert listing == [f"{Path(photo).stem}.png" for photo in demo.TRAIN_PHOTOS]
+    assert "meta_info" not in opts.opt["datasets"]["val"]  # the paired dataset then pairs the demo folders
+
+
 def test_the_older_use_flip_spelling_reaches_datasets_as_use_hflip(tmp_path: Path) -> None:
     opts = option_file(tmp_path, {"datasets": {"train": {"use_flip": True, "use_rot": True},
                                                "train_b": {"use_flip": True, "use_hflip": False}}})

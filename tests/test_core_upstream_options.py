@@ -43,3 +43,16 @@ def test_msrgan_trains_under_demo_on_the_crop_its_vgg_style_discriminator_is_bui
     assert re.search(r"iter: +2, ", log) and "Validation Set14" in log
     net_d = torch.load(experiment / "models" / "net_d_latest.pth", weights_only=True)["params"]
     assert net_d["conv0_0.weight"].shape == (2, 3, 3, 3)
+
+
+@pytest.mark.slow  # a fresh interpreter and two steps of on-the-fly second-order degradations: ~15 s
+def test_realesrnet_trains_on_the_cpu_under_demo_with_degradations_synthesised_on_the_fly(tmp_path: Path) -> None:
+    result = train_under_demo("train_realesrnet_x4plus.yml", ["network_g.num_feat=4", "network_g.num_block=1",
+                                                              "network_g.num_grow_ch=4", "gt_size=64"], tmp_path)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    experiment = tmp_path / "experiments" / "train_RealESRNetx4plus_1000k_B12G4"
+    log = next(experiment.glob("train_*.log")).read_text()
+    assert re.search(r"^ +num_gpu: 0$", log, re.M) and re.search(r"iter: +2, .* l_pix: ", log)
+    state = torch.load(experiment / "models" / "net_g_latest.pth", weights_only=True)
+    assert state["params"]["conv_first.weight"].shape == (4, 3, 3, 3)

@@ -109,6 +109,18 @@ def smallest_train_side(paths: DemoPaths) -> int:
     return min(min(size) for size in train_sizes)
 
 
+def train_meta_info(paths: DemoPaths) -> Path:
+    """A meta-info file listing the demo training photos (one HR file name a line), as datasets that read their
+    image list from `meta_info` (RealESRGANDataset) expect. Written once beside the HR folder, atomically."""
+    target = paths.train_hr.parent / "meta_info.txt"
+    if not target.is_file():
+        listing = "".join(f"{Path(photo).stem}.png\n" for photo in TRAIN_PHOTOS)
+        with tempfile.NamedTemporaryFile("w", dir=target.parent, suffix=".tmp", delete=False) as tmp:
+            tmp.write(listing)
+        os.replace(tmp.name, target)
+    return target
+
+
 def resolve_demo_uri(uri: str, root: Path | str | None = None) -> Path:
     """The cache folder a ``demo://`` dataset root stands for (e.g. ``demo://val/LR_bicubic/X4``)."""
     match = _DEMO_URI.fullmatch(uri)
