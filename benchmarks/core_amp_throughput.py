@@ -1,10 +1,13 @@
-"""Training throughput of one EDSR-baseline option: stock `basicsr.train` vs `basicsr train` + bf16 + channels_last.
+"""Training throughput of one EDSR-baseline option: stock `basicsr.train` vs `basicsr train` in fp32, bf16,
+bf16 + channels_last and `amp: auto` + `channels_last: auto`, on this CPU and under an AVX2-only emulation.
 
-Both runs train the same option file (same seed, data, iterations) back to back in separate processes, end to
-end including data loading and the final validation; the script prints seconds/iteration, the speed-up ratio
-and the validation PSNR of both (the target: >= 2.5x, PSNR within 0.1 dB).
+Every run trains the same option file (same seed, data, iterations) in its own process, end to end including
+data loading and the final validation; per capability class the script prints seconds/iteration, the ratio
+against stock BasicSR run in the same invocation, the validation PSNR, what `auto` resolved to, and whether
+`auto` is within 5% of the best explicit choice. Then a bare training step (no data loading) per precision.
 
-    .venv/bin/python benchmarks/core_amp_throughput.py [--iters 60] [--repeat 3] [--threads 2]
+    .venv/bin/python benchmarks/core_amp_throughput.py [--iters 8] [--repeat 1] [--threads 2]
+        [--classes native avx2] [--variants stock fp32 bf16 bf16_cl auto]
 """
 
 from __future__ import annotations
@@ -92,11 +95,34 @@ def edsr_option(name: str, iters: int, paths: object, engine_opts: dict) -> dict
     }
 
 
-def run(cmd: list[str], cwd: Path, threads: int) -> float:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+AVX2_EMULATION = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+CLASSES = {"native": {}, "avx2": AVX2_EMULATION}
+VARIANTS = [  # (label, run name, engine options); the first is the baseline of every ratio
+    ("stock basicsr.train (fp32 eager)", "stock", {}),
+    ("basicsr train, fp32", "fp32", {}),
+    ("basicsr train, amp: bf16", "bf16", {"amp": "bf16"}),
+    ("basicsr train, amp: bf16 + channels_last", "bf16_cl", {"amp": "bf16", "channels_last": True}),
+    ("basicsr train, amp: auto + channels_last: auto", "auto", {"amp": "auto", "channels_last": "auto"}),
+]
+
+
+def run(cmd: list[str], cwd: Path, threads: int, extra_env: dict[str, str]) -> float:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), **extra_env}
     start = time.perf_counter()
     subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
+
+
+def capability_of(extra_env: dict[str, str]) -> str:
+    code = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+    return subprocess.run([sys.executable, "-c", code], env={**os.environ, **extra_env}, capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def resolved_precision(folder: Path) -> str:
+    text = "".join(p.read_text() for p in folder.glob("train_*.log"))
+    match = re.search(r"Precision: amp (\S+), channels_last (\S+)", text)
+    return f"{match.group(1)}{' + channels_last' if match.group(2) == 'true' else ''}" if match else "?"
 
 
 def loop_seconds(folder: Path) -> float:
@@ -137,64 +163,95 @@ def step_seconds(amp: bool, channels_last: bool, repeats: int) -> float:
     return sorted(timings[1:])[repeats // 2]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iters", type=int, default=60)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3, help="interleaved runs of every variant (median reported)")
-    parser.add_argument("--step-repeats", type=int, default=6, help="bare training steps timed per variant")
-    args = parser.parse_args()
-
-    from srode_plugins.data.demo import demo_dataset
-
-    paths = demo_dataset(2)
-    work = Path(tempfile.mkdtemp(prefix="srode_bench_"))
-    variants = [
-        ("stock basicsr.train (fp32 eager)", "stock", {}),
-        ("basicsr train, amp: bf16 + channels_last", "srode", {"amp": "bf16", "channels_last": True}),
-        ("basicsr train, amp: bf16 + channels_last, decode_cache_mb: 0", "srode_nocache",
-         {"amp": "bf16", "channels_last": True, "decode_cache_mb": 0}),
-    ]
+def measure_class(cls: str, args: argparse.Namespace, paths: object, work: Path) -> None:
+    extra_env = CLASSES[cls]
+    variants = [v for v in VARIANTS if v[1] in args.variants]
     measured: dict[str, list[tuple[float, float, float]]] = {name: [] for _, name, _ in variants}
+    auto_pick = "?"
     for repeat in range(args.repeat):  # interleaved, so a slow spell of the machine hits every variant alike
         for _, name, engine_opts in variants:
-            run_name = f"{name}_{repeat}"
+            run_name = f"{cls}_{name}_{repeat}"
             option = work / f"{run_name}.yml"
             option.write_text(yaml.safe_dump(edsr_option(run_name, args.iters, paths, engine_opts)))
             cmd = ([sys.executable, "-c", STOCK, str(option)] if name == "stock"
                    else [sys.executable, "-m", "srode_plugins", "train", "-opt", str(option)])
-            process_s = run(cmd, work, args.threads)
+            process_s = run(cmd, work, args.threads, extra_env)
             folder = work / "experiments" / run_name
             measured[name].append((loop_seconds(folder), process_s, last_psnr(folder)))
-            print(f"repeat {repeat + 1}/{args.repeat} {name}: loop {measured[name][-1][0]:.0f} s", flush=True)
-    rows = [(label, *(statistics.median(column) for column in zip(*measured[name], strict=True)))
+            if name == "auto":
+                auto_pick = resolved_precision(folder)
+            print(f"[{cls}] repeat {repeat + 1}/{args.repeat} {name}: loop {measured[name][-1][0]:.0f} s", flush=True)
+    rows = [(label, name, *(statistics.median(column) for column in zip(*measured[name], strict=True)))
             for label, name, _ in variants]
-    print(f"\nEDSR-baseline x2 (16 blocks, 64 feat), batch 16 x 48px LR patches, {args.iters} iterations, "
-          f"{args.threads} threads, 1 loader worker; median of {args.repeat} interleaved runs")
-    print("| run | loop s/iter | loop speed-up | process s/iter | process speed-up | val PSNR (Y, dB) |")
+    env_text = " ".join(f"{k}={v}" for k, v in extra_env.items()) or "no emulation"
+    print(f"\n[{cls}] CPU capability {capability_of(extra_env)} ({env_text}); EDSR-baseline x2 (16 blocks, 64 feat), "
+          f"batch 16 x 48px LR patches, {args.iters} iterations, {args.threads} threads, 1 loader worker; "
+          f"median of {args.repeat} interleaved runs; auto resolved to: {auto_pick}")
+    print("| run | loop s/iter | loop vs stock | process s/iter | process vs stock | val PSNR (Y, dB) |")
     print("|---|---|---|---|---|---|")
-    _, stock_loop, stock_s, stock_psnr = rows[0]
-    for label, loop_s, process_s, psnr in rows:
+    _, _, stock_loop, stock_s, stock_psnr = rows[0]
+    for label, _, loop_s, process_s, psnr in rows:
         print(f"| {label} | {loop_s / args.iters:.3f} | {stock_loop / loop_s:.2f}x | {process_s / args.iters:.3f} "
               f"| {stock_s / process_s:.2f}x | {psnr:.3f} ({psnr - stock_psnr:+.3f}) |")
-    per_run = ", ".join(f"{stock[0] / ours[0]:.2f}x" for stock, ours in zip(measured["stock"], measured["srode"],
-                                                                           strict=True))
-    print(f"loop speed-up of each repeat (stock / bf16 + channels_last): {per_run}")
-    print("loop: the training loop incl. data loading (from each run's log); process: the whole command incl. "
-          "start-up and the final fp32 validation")
+    loops = {name: loop_s for _, name, loop_s, _, _ in rows}
+    explicit = {k: v for k, v in loops.items() if k in ("fp32", "bf16", "bf16_cl")}
+    if "auto" in loops and explicit:
+        best = min(explicit, key=explicit.get)
+        print(f"[{cls}] auto vs best explicit ({best}): {explicit[best] / loops['auto']:.2f}x "
+              f"(target >= 0.95x); auto vs fp32: "
+              f"{loops.get('fp32', float('nan')) / loops['auto']:.2f}x")
+    bare = subprocess.run([sys.executable, __file__, "--bare-step", "--threads", str(args.threads),
+                           "--step-repeats", str(args.step_repeats)], env={**os.environ, **extra_env},
+                          capture_output=True, text=True, check=True).stdout
+    print(bare)
 
+
+def bare_step_table(args: argparse.Namespace) -> None:
     import torch
 
     import srode_plugins.compat  # noqa: F401  (import basicsr on current torchvision)
 
     torch.set_num_threads(args.threads)
     fp32 = step_seconds(amp=False, channels_last=False, repeats=args.step_repeats)
-    bf16 = step_seconds(amp=True, channels_last=True, repeats=args.step_repeats)
-    print(f"\nBare training step, same network and batch, random tensors, median of {args.step_repeats}:")
-    print("| step | s/step | speed-up |")
+    fp32_cl = step_seconds(amp=False, channels_last=True, repeats=args.step_repeats)
+    bf16 = step_seconds(amp=True, channels_last=False, repeats=args.step_repeats)
+    bf16_cl = step_seconds(amp=True, channels_last=True, repeats=args.step_repeats)
+    print(f"Bare training step ({torch.backends.cpu.get_cpu_capability()}), same network and batch, random tensors, "
+          f"median of {args.step_repeats}:")
+    print("| step | s/step | vs fp32 |")
     print("|---|---|---|")
-    print(f"| fp32 eager, NCHW | {fp32:.3f} | 1.00x |")
-    print(f"| bf16 autocast + channels_last | {bf16:.3f} | {fp32 / bf16:.2f}x |")
+    for label, seconds in (("fp32, NCHW", fp32), ("fp32, channels_last", fp32_cl), ("bf16 autocast, NCHW", bf16),
+                           ("bf16 autocast + channels_last", bf16_cl)):
+        print(f"| {label} | {seconds:.3f} | {fp32 / seconds:.2f}x |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iters", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved runs of every variant (median reported)")
+    parser.add_argument("--step-repeats", type=int, default=4, help="bare training steps timed per variant")
+    parser.add_argument("--classes", nargs="+", choices=list(CLASSES), default=list(CLASSES),
+                        help="native: this CPU as it is; avx2: emulate an AVX2-only CPU (ONEDNN_MAX_CPU_ISA, "
+                             "ATEN_CPU_CAPABILITY)")
+    parser.add_argument("--variants", nargs="+", choices=[v[1] for v in VARIANTS], default=[v[1] for v in VARIANTS])
+    parser.add_argument("--bare-step", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare_step:
+        bare_step_table(args)
+        return
+    if args.variants[0] != "stock":
+        args.variants = ["stock", *[v for v in args.variants if v != "stock"]]
+
+    from srode_plugins.data.demo import demo_dataset
+
+    paths = demo_dataset(2)
+    work = Path(tempfile.mkdtemp(prefix="srode_bench_"))
+    for cls in args.classes:
+        measure_class(cls, args, paths, work)
+    print("loop: the training loop incl. data loading (from each run's log); process: the whole command incl. "
+          "start-up and the final fp32 validation")
+
 
 if __name__ == "__main__":
     main()

@@ -1,5 +1,7 @@
 """CLI start-up: `basicsr plugins list` wall time vs `python -c "import basicsr"`, same interpreter, back to back.
 
+`basicsr env` must cost no more than `plugins list` plus the torch import: the last line checks that budget.
+
 .venv/bin/python benchmarks/core_cli_startup.py [--repeat 5]
 """
 
@@ -15,6 +17,8 @@ COMMANDS = {
     "basicsr --help": [sys.executable, "-m", "srode_plugins", "--help"],
     "basicsr plugins list": [sys.executable, "-m", "srode_plugins", "plugins", "list"],
     "basicsr options list": [sys.executable, "-m", "srode_plugins", "options", "list"],
+    "basicsr env": [sys.executable, "-m", "srode_plugins", "env"],
+    'python -c "import torch"': [sys.executable, "-c", "import torch"],
     'python -c "import basicsr" (with compat)': [sys.executable, "-c", "import srode_plugins.compat"],
 }
 
@@ -39,6 +43,9 @@ def main() -> None:
     print("|---|---|---|")
     for name, seconds in results.items():
         print(f"| {name} | {seconds:.3f} | {seconds / baseline:.3f}x |")
+    budget = results["basicsr plugins list"] + results['python -c "import torch"']
+    print(f"basicsr env: {results['basicsr env']:.3f} s vs budget (plugins list + import torch) {budget:.3f} s: "
+          f"{results['basicsr env'] / budget:.2f}x")
 
 
 if __name__ == "__main__":

@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--suffix", default="", help="suffix of SR file stems to drop, e.g. _EDSR")
     evaluate.add_argument("--markdown", help="also write the table to this Markdown file")
 
+    sub.add_parser("env", help="versions, CPU/GPU capabilities, and what `amp: auto` / `channels_last: auto` pick")
+
     demo = sub.add_parser("demo", help="train a small model on the embedded demo data and compare with bicubic")
     demo.add_argument("--scale", type=int, default=2, choices=[2, 3, 4])
     demo.add_argument("--iters", type=int, default=None, help="training iterations (default: a few-minute run)")
@@ -137,6 +139,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return commands.infer(args)
     if args.command == "evaluate":
         return commands.evaluate(args)
+    if args.command == "env":
+        return commands.env()
     if args.command == "demo":
         from srode_plugins.demo_job import run_demo
 

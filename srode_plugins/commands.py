@@ -204,6 +204,20 @@ def infer(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- env
+
+
+def env() -> int:
+    """`basicsr env`: versions, CPU/GPU capabilities and what `amp: auto` / `channels_last: auto` resolve to."""
+    from srode_plugins.engine.precision import environment_report
+
+    rows = environment_report()
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")
+    return 0
+
+
 # ---------------------------------------------------------------- evaluate
 
 

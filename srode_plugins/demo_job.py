@@ -44,7 +44,7 @@ def demo_option(scale: int, iters: int) -> dict[str, Any]:
                   "scheduler": {"type": "CosineAnnealingRestartLR", "periods": [iters], "restart_weights": [1],
                                 "eta_min": 1e-5},
                   "total_iter": iters, "warmup_iter": -1, "pixel_opt": {"type": "L1Loss", "loss_weight": 1.0},
-                  "amp": "bf16", "channels_last": True},
+                  "amp": "auto", "channels_last": "auto"},
         "logger": {"print_freq": 10, "save_checkpoint_freq": 10**9, "use_tb_logger": False},
     }
 

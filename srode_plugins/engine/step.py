@@ -22,9 +22,9 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 class TrainingStep:
     """Wraps one `model.optimize_parameters(it)` call with the options under `train:`.
 
-    Options (all off by default): `amp: bf16|fp16` (fp16 starts its loss scale at `amp_init_scale`,
-    default 65536; GradScaler skips steps whose scaled gradients overflow), `grad_clip: <max L2 norm>`,
-    `max_nonfinite: N` (consecutive skipped steps before stopping, default 10).
+    Options (all off by default): `amp: bf16|fp16` (`auto` is resolved before, by engine.precision; fp16 starts
+    its loss scale at `amp_init_scale`, default 65536; GradScaler skips steps whose scaled gradients overflow),
+    `grad_clip: <max L2 norm>`, `max_nonfinite: N` (consecutive skipped steps before stopping, default 10).
     """
 
     def __init__(self, model: Any, train_opt: dict[str, Any], device: torch.device) -> None:

@@ -16,6 +16,7 @@ import torch
 from srode_plugins import options as options_mod
 from srode_plugins.checkpoints import load_resume_state
 from srode_plugins.data import decode_cache
+from srode_plugins.engine import precision as precision_mod
 from srode_plugins.engine import setup
 from srode_plugins.engine.logs import run_logger
 from srode_plugins.engine.step import TrainingStep, batch_to_channels_last, compile_generator, to_channels_last
@@ -126,6 +127,7 @@ def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fal
     setup.seed_everything(opt)
     device = torch.device("cuda" if opt["num_gpu"] > 0 else "cpu")
     torch.backends.cudnn.benchmark = True
+    precision = _resolve_precision(opt["train"], device, str(opts.file))
 
     resume_state = load_resume_state(opt, device)
     if resume_state is None and opt["rank"] == 0:
@@ -135,6 +137,7 @@ def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fal
     logger = run_logger(log_file, opt["rank"])
     logger.info(get_env_info())
     logger.info(f"Option file: {opts.file}\nDevice: {device}" + dict2str(opt))
+    logger.info(precision.log_line())
     tb_logger = None
     if opt["logger"].get("use_tb_logger") and opt["rank"] == 0:
         tb_logger = init_tb_logger(log_dir=str(root / "tb_logger" / opt["name"]))
@@ -151,6 +154,15 @@ def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fal
             logger.info(f"Decoded-image cache (main process): {len(cache)} images, "
                         f"{cache.used_bytes / 2**20:.1f} MiB, {cache.hits} hits, {cache.misses} misses.{elsewhere}")
         decode_cache.uninstall()
+
+
+def _resolve_precision(train_opt: dict[str, Any], device: torch.device, file: str) -> precision_mod.Precision:
+    """Resolve `amp` / `channels_last` (auto or explicit) once, and write the choice back for the engine and the
+    logged option dump."""
+    facts = precision_mod.detect(device.type, device.index or 0)
+    choice = precision_mod.resolve(train_opt.get("amp"), train_opt.get("channels_last"), facts, file=file)
+    train_opt["amp"], train_opt["channels_last"] = choice.amp, choice.channels_last
+    return choice
 
 
 def _decode_cache_mb(train_opt: dict[str, Any]) -> int:
