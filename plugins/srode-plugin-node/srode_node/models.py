@@ -2,8 +2,9 @@
 
 Training: `nfe_forward` / `nfe_backward` of every iteration go into `log_dict` (so the text log and
 TensorBoard show them) and into `<experiments_root>/nfe_train.csv` (one row per iteration, read by
-`basicsr node plot-nfe`). A solve that exceeds `network_g.max_nfe` raises `MaxNFEExceeded`; the option
-`train.nfe_guard` decides what happens:
+`basicsr node plot-nfe`). A solve that exceeds `network_g.max_nfe` raises `MaxNFEExceeded`, one that
+torchdiffeq gives up on (dt underflow, non-finite state, step limit; forward or adjoint backward) becomes a
+`SolverBreakdown`; for both the option `train.nfe_guard` decides what happens:
 
     nfe_guard:
       on_exceed: skip            # skip: drop the batch, count it, go on; stop: end training at once
@@ -26,15 +27,16 @@ from srode_plugins.api import OptionError, TrainingAborted
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 
-from srode_node.errors import MaxNFEExceeded
+from srode_node.errors import ODESolveFailed
 from srode_node.nfe_records import append_train_record, write_test_records
-from srode_node.odeblock import ODEBlock
+from srode_node.odeblock import ODEBlock, as_solver_breakdown
 
 NFE_GUARD_POLICIES = ("skip", "stop")
 
 
 class NFEGuardPolicy:
-    """What to do when a training batch exceeds `network_g.max_nfe` (options under `train.nfe_guard`)."""
+    """What to do when a training batch's ODE solve fails: exceeds `network_g.max_nfe` or breaks down in
+    torchdiffeq (options under `train.nfe_guard`)."""
 
     def __init__(self, on_exceed: str = "skip", max_skipped_batches: int | None = 10) -> None:
         if on_exceed not in NFE_GUARD_POLICIES:
@@ -81,20 +83,28 @@ class NODESRModel(SRModel):
         self._batch_names = [Path(p).stem for p in ([paths] if isinstance(paths, str) else paths)]
 
     def optimize_parameters(self, current_iter: int) -> None:
-        """One SRModel step; logs `nfe_forward` / `nfe_backward`, applies `train.nfe_guard` on MaxNFEExceeded."""
+        """One SRModel step; logs `nfe_forward` / `nfe_backward`; applies `train.nfe_guard` when a solve fails
+        (MaxNFEExceeded, or torchdiffeq's dt underflow / non-finite state / step limit)."""
+        blocks = _ode_blocks(self.net_g)
         try:
             super().optimize_parameters(current_iter)
-        except MaxNFEExceeded as error:
+        except ODESolveFailed as error:
             self._skip_batch(error, current_iter)
             return
-        blocks = _ode_blocks(self.net_g)
+        except (AssertionError, RuntimeError) as error:
+            # the forward solve already raised SolverBreakdown; what is left comes from the adjoint backward solve
+            breakdown = as_solver_breakdown(error, "backward", sum(block.nfe_backward for block in blocks))
+            if breakdown is None:
+                raise
+            self._skip_batch(breakdown, current_iter)
+            return
         nfe_forward = sum(block.nfe_forward for block in blocks)
         nfe_backward = sum(block.nfe_backward for block in blocks)
         self.log_dict["nfe_forward"] = float(nfe_forward)
         self.log_dict["nfe_backward"] = float(nfe_backward)
         self._append_train_nfe(current_iter, nfe_forward, nfe_backward)
 
-    def _skip_batch(self, error: MaxNFEExceeded, current_iter: int) -> None:
+    def _skip_batch(self, error: ODESolveFailed, current_iter: int) -> None:
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
         self.skipped_batches += 1
@@ -103,7 +113,7 @@ class NODESRModel(SRModel):
         limit = self.nfe_guard.max_skipped_batches
         if self.nfe_guard.on_exceed == "stop" or (limit is not None and self.skipped_batches > limit):
             raise TrainingAborted(
-                f"iteration {current_iter}: {error}. {self.skipped_batches} batch(es) exceeded the limit "
+                f"iteration {current_iter}: {error}. {self.skipped_batches} batch(es) failed their ODE solve "
                 f"(train.nfe_guard: on_exceed={self.nfe_guard.on_exceed}, max_skipped_batches={limit}); "
                 "training stopped. Set on_exceed: skip with a larger max_skipped_batches to go on."
             ) from error

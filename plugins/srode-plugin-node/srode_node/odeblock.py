@@ -10,7 +10,7 @@ import torch
 import torchdiffeq
 from torch import Tensor, nn
 
-from srode_node.errors import MaxNFEExceeded
+from srode_node.errors import MaxNFEExceeded, ODESolveFailed, SolverBreakdown
 from srode_node.solvers import FIXED_STEP_SOLVERS, ButcherTableau, integrate_fixed_step
 from srode_plugins.api import OptionError
 
@@ -18,11 +18,30 @@ BACKPROP_MODES = ("discrete", "adjoint", "anode")
 TORCHDIFFEQ_FIXED_GRID = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams",
                           "fixed_adams")
 TORCHDIFFEQ_ADAPTIVE = ("dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun")
+# torchdiffeq reports a failed solve only through the text of an AssertionError / RuntimeError
+TORCHDIFFEQ_FAILURES = (
+    ("underflow in dt", "the adaptive step size underflowed (torchdiffeq: 'underflow in dt')"),
+    ("non-finite values in state", "the state became inf/NaN (torchdiffeq: 'non-finite values in state')"),
+    ("max_num_steps exceeded", "the solver hit its step limit (torchdiffeq: 'max_num_steps exceeded')"),
+    ("Reached maximum number of iterations", "the solver hit its iteration limit (torchdiffeq: 'Reached maximum "
+     "number of iterations')"),
+)
 
 
 def available_solvers() -> list[str]:
     """Every `solver:` value the ODE block accepts: this package's fixed-step table, then torchdiffeq's."""
     return [*FIXED_STEP_SOLVERS, *TORCHDIFFEQ_ADAPTIVE, *TORCHDIFFEQ_FIXED_GRID]
+
+
+def as_solver_breakdown(error: BaseException, phase: str, nfe: int) -> SolverBreakdown | None:
+    """The `SolverBreakdown` that a torchdiffeq `error` stands for, or None when it is not a solver failure."""
+    if isinstance(error, ODESolveFailed) or not isinstance(error, AssertionError | RuntimeError):
+        return None
+    text = str(error)
+    for marker, reason in TORCHDIFFEQ_FAILURES:
+        if marker in text:
+            return SolverBreakdown(phase, reason, nfe)
+    return None
 
 
 class CountedODEFunc(nn.Module):
@@ -104,7 +123,9 @@ class ODEBlock(nn.Module):
             "anode" (checkpointed discrete adjoint; fixed-step solvers of this package only).
         adjoint_seminorm: use the seminorm for the adjoint solve's error control (Kidger et al. 2021).
         max_nfe: largest number of evaluations allowed in one forward solve and, separately, in one
-            backward pass; exceeding it raises `MaxNFEExceeded`. None: no limit.
+            backward pass; exceeding it raises `MaxNFEExceeded`. None: no limit. A torchdiffeq solve that
+            breaks down (dt underflow, non-finite state, step limit) raises `SolverBreakdown` in the forward
+            pass; `as_solver_breakdown` recognises the same failures raised by the adjoint backward solve.
         option_prefix: where these options live in the option file, for error messages.
     """
 
@@ -169,13 +190,19 @@ class ODEBlock(nn.Module):
             tolerances: dict[str, Any] = {"options": {"step_size": self.step_size}}
         else:
             tolerances = {"rtol": self.rtol, "atol": self.atol}
-        if self.backprop == "adjoint":
-            adjoint_options = {"norm": "seminorm"} if self.adjoint_seminorm else None
-            trajectory = torchdiffeq.odeint_adjoint(
-                self.odefunc, z0, times, method=self.solver, adjoint_options=adjoint_options, **tolerances
-            )
-        else:
-            trajectory = torchdiffeq.odeint(self.odefunc, z0, times, method=self.solver, **tolerances)
+        try:
+            if self.backprop == "adjoint":
+                adjoint_options = {"norm": "seminorm"} if self.adjoint_seminorm else None
+                trajectory = torchdiffeq.odeint_adjoint(
+                    self.odefunc, z0, times, method=self.solver, adjoint_options=adjoint_options, **tolerances
+                )
+            else:
+                trajectory = torchdiffeq.odeint(self.odefunc, z0, times, method=self.solver, **tolerances)
+        except (AssertionError, RuntimeError) as error:
+            breakdown = as_solver_breakdown(error, "forward", self.nfe_forward)
+            if breakdown is None:
+                raise
+            raise breakdown from error
         return trajectory[-1]
 
 

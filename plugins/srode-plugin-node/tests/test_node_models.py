@@ -6,6 +6,7 @@ Networks are small and randomly initialised (no pretrained weights); data is the
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,77 @@ def test_stop_policy_ends_training_at_the_first_batch_over_max_nfe(tmp_path: Pat
     model.feed_data(_demo_batch())
     with pytest.raises(api.TrainingAborted, match="on_exceed=stop"):
         model.optimize_parameters(1)
+
+
+# Kaiming weights x 1000 make the ReLU-conv field grow like exp(1000 t): dopri5 halves its step until
+# torchdiffeq raises "underflow in dt" after ~6400 evaluations, below the shipped max_nfe of 10000
+EXPLODING_NETWORK = {"solver": "dopri5", "step_size": None, "backprop": "discrete", "rtol": 1e-3, "atol": 1e-3,
+                     "ode_init_scale": 1000.0, "max_nfe": 10_000}
+
+
+class SqrtDecay(torch.nn.Module):
+    """dz/dt = -rate * sqrt(|z|): finite forward, but its derivative is infinite at z = 0, where the augmentation
+    channels start, so the adjoint backward solve meets inf * 0 = NaN."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__()
+        self.rate = torch.nn.Parameter(torch.tensor(rate))
+
+    def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return -self.rate * z.abs().sqrt()
+
+
+def _small_demo_batch() -> dict[str, torch.Tensor]:
+    """A 4x4 LR / 16x16 HR corner of `_demo_batch`: an exploding solve takes thousands of evaluations."""
+    batch = _demo_batch()
+    return {"lq": batch["lq"][..., :4, :4].contiguous(), "gt": batch["gt"][..., :16, :16].contiguous()}
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_exploding_ode_net_is_skipped_and_logged_like_max_nfe(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _model(tmp_path, network=EXPLODING_NETWORK, train={"nfe_guard": {"on_exceed": "skip"}})
+    weights_before = [p.detach().clone() for p in model.net_g.parameters()]
+    records = _Records()
+    logging.getLogger("basicsr").addHandler(records)
+    try:
+        model.feed_data(_small_demo_batch())
+        model.optimize_parameters(1)
+    finally:
+        logging.getLogger("basicsr").removeHandler(records)
+    assert model.log_dict == {"nfe_skipped_batches": 1.0}
+    assert all(torch.equal(a, b) for a, b in zip(weights_before, model.net_g.parameters(), strict=True))
+    assert any("underflow in dt" in message and "Batch skipped" in message for message in records.messages)
+    rows = list(csv.DictReader((tmp_path / "nfe_train.csv").open()))
+    assert rows[-1]["skipped"] == "1"
+
+
+def test_exploding_ode_net_with_stop_policy_ends_training_with_the_reason(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _model(tmp_path, network=EXPLODING_NETWORK, train={"nfe_guard": {"on_exceed": "stop"}})
+    model.feed_data(_small_demo_batch())
+    with pytest.raises(api.TrainingAborted, match=r"forward ODE solve broke down.*underflow in dt.*on_exceed=stop"):
+        model.optimize_parameters(1)
+
+
+def test_adjoint_backward_breakdown_takes_the_skip_path(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _model(tmp_path, network={"solver": "dopri5", "step_size": None, "backprop": "adjoint", "rtol": 1e-3,
+                                      "atol": 1e-3, "max_nfe": 10_000},
+                   train={"nfe_guard": {"on_exceed": "skip", "max_skipped_batches": 0}})
+    model.net_g.ode_blocks[0].odefunc.func = SqrtDecay(1.0)
+    model.feed_data(_small_demo_batch())
+    with pytest.raises(api.TrainingAborted, match=r"backward ODE solve broke down.*max_skipped_batches=0"):
+        model.optimize_parameters(1)
+    assert model.skipped_batches == 1
 
 
 def test_unknown_nfe_guard_policy_names_the_option(tmp_path: Path) -> None:
