@@ -15,6 +15,8 @@ import pytest
 import torch
 import yaml
 
+from srode_plugins.engine.precision import CpuFacts
+
 TINY_EDSR = {"type": "EDSR", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 8, "num_block": 1, "upscale": 2,
              "img_range": 255.0, "rgb_mean": [0.4488, 0.4371, 0.4040]}
 
@@ -183,6 +185,30 @@ def test_bf16_channels_last_and_grad_clip_train_in_process(tmp_path: Path, monke
     assert decode_cache.active() is None
     log = next((tmp_path / "experiments" / "amp").glob("train_*.log")).read_text()
     assert re.search(r"Decoded-image cache \(main process\): [1-9]\d* images", log)
+
+
+@pytest.mark.parametrize(
+    ("facts", "amp", "channels_last"),
+    [(CpuFacts("x86_64", "AVX2", frozenset({"avx2"})), None, False),
+     (CpuFacts("x86_64", "AVX512", frozenset({"avx2", "avx512f", "avx512_bf16"})), "bf16", True)],
+    ids=["avx2", "avx512_bf16"],
+)
+def test_amp_auto_trains_with_what_the_injected_cpu_resolves_to(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                facts: CpuFacts, amp: str | None,
+                                                                channels_last: bool) -> None:
+    from srode_plugins.engine import precision
+    from srode_plugins.engine.train import train
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(precision.CpuFacts, "detect", classmethod(lambda cls: facts))
+    option = write_option(tmp_path, tiny_option("auto", TINY_EDSR, total_iter=1, amp="auto", channels_last="auto"))
+    summary = train(str(option), root=tmp_path)
+    model = summary["model"]
+    assert model.opt["train"]["amp"] == amp and model.opt["train"]["channels_last"] is channels_last
+    assert model.net_g.conv_first.weight.is_contiguous(memory_format=torch.channels_last) is channels_last
+    log = next((tmp_path / "experiments" / "auto").glob("train_*.log")).read_text()
+    line = f"Precision: amp {amp or 'fp32'}, channels_last {str(channels_last).lower()} ({facts.describe()}: amp auto"
+    assert line in log
 
 
 def test_with_loader_workers_the_cache_log_says_the_workers_hold_the_images(tmp_path: Path,
