@@ -10,7 +10,7 @@ from basicsr.archs.arch_util import Upsample
 from torch import nn
 
 from srode_rk4gan.attention import build_attention
-from srode_rk4gan.integrators import RungeKuttaStep
+from srode_rk4gan.integrators import RungeKuttaStep, check_coefficients, check_integrator
 
 SUPPORTED_SCALES: tuple[int, ...] = (2, 3, 4, 8)
 
@@ -55,7 +55,9 @@ class RK4DualAttnRDN(nn.Module):
         num_feat: G0, block width. num_block: D. num_layer: C, dense layers per block. growth_rate: G.
         integrator: "euler" (plain residual block, the "w/o RK" ablation), "rk2" (Heun, the report's code)
             or "rk4" (classic Runge-Kutta, the report's design).
-        learnable_coefficients: train the tableau (c_i, b_i) of every block, initialised to the classic values.
+        coefficients: how the tableau (c_i, b_i) of every block is trained, from the classic values: "cogs181"
+            (shared scalars one_half / one_third / one_sixth, as the report's code), "per_entry" (one parameter
+            per entry) or "fixed" (not trained). See `RungeKuttaStep`.
         attention: "none" | "channel" (SE) | "spatial" (non-local) | "dual" (non-local, then SE).
         nonlocal_kind: "gaussian" | "embedded". nonlocal_window: None (global) or region size in pixels.
         nonlocal_impl: "sdpa" (memory-efficient) | "naive" (reference). se_reduction: SE squeeze factor.
@@ -73,7 +75,7 @@ class RK4DualAttnRDN(nn.Module):
         num_layer: int = 8,
         growth_rate: int = 64,
         integrator: str = "rk4",
-        learnable_coefficients: bool = True,
+        coefficients: str = "cogs181",
         attention: str = "dual",
         nonlocal_kind: str = "gaussian",
         nonlocal_window: int | None = None,
@@ -82,6 +84,8 @@ class RK4DualAttnRDN(nn.Module):
     ) -> None:
         super().__init__()
         check_scale(upscale, "network_g.upscale")
+        check_integrator(integrator, "network_g.integrator")
+        check_coefficients(coefficients, "network_g.coefficients")
         self.upscale = upscale
         self.shallow_conv1 = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
         self.shallow_conv2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
@@ -94,7 +98,7 @@ class RK4DualAttnRDN(nn.Module):
                     build_attention(attention, num_feat, se_reduction, nonlocal_kind, nonlocal_window, nonlocal_impl),
                 ),
                 integrator,
-                learnable_coefficients,
+                coefficients,
             )
             for _ in range(num_block)
         )

@@ -29,7 +29,7 @@ def _check_rk4_on_linear_ode() -> None:
     residual = nn.Conv2d(4, 4, 1, bias=False).double()
     with torch.no_grad():
         residual.weight.copy_(matrix[:, :, None, None])
-    step = RungeKuttaStep(residual, "rk4", learnable_coefficients=False).double()
+    step = RungeKuttaStep(residual, "rk4", coefficients="fixed").double()
     y = torch.randn(1, 4, 2, 2, dtype=torch.float64)
     taylor = sum(torch.linalg.matrix_power(matrix, k) / math.factorial(k) for k in range(5))
     expected = torch.einsum("ij,bjhw->bihw", taylor, y)

@@ -42,7 +42,7 @@ def test_euler_generator_without_attention_has_exactly_the_rdn_parameters(scale:
         num_layer=4,
         growth_rate=8,
         integrator="euler",
-        learnable_coefficients=False,
+        coefficients="fixed",
         attention="none",
     )
 
@@ -50,8 +50,8 @@ def test_euler_generator_without_attention_has_exactly_the_rdn_parameters(scale:
 
 
 def test_rk4_shares_weights_so_only_the_tableau_adds_parameters() -> None:
-    euler = RK4DualAttnRDN(integrator="euler", learnable_coefficients=True, **TINY_G)
-    rk4 = RK4DualAttnRDN(integrator="rk4", learnable_coefficients=True, **TINY_G)
+    euler = RK4DualAttnRDN(integrator="euler", coefficients="per_entry", **TINY_G)
+    rk4 = RK4DualAttnRDN(integrator="rk4", coefficients="per_entry", **TINY_G)
     blocks = TINY_G["num_block"]
 
     # per block: euler has 1 weight; rk4 has 3 offsets + 4 weights

@@ -27,13 +27,13 @@ def classic_step_matrix(matrix: torch.Tensor, order: int) -> torch.Tensor:
     return sum(torch.linalg.matrix_power(matrix, k) / math.factorial(k) for k in range(order + 1))
 
 
-@pytest.mark.parametrize("learnable_coefficients", [False, True])
+@pytest.mark.parametrize("coefficients", ["fixed", "per_entry", "cogs181"])
 @pytest.mark.parametrize("integrator", ["euler", "rk2", "rk4"])
-def test_step_of_linear_residual_equals_classic_formula(integrator: str, learnable_coefficients: bool) -> None:
+def test_step_of_linear_residual_equals_classic_formula(integrator: str, coefficients: str) -> None:
     torch.manual_seed(0)
     channels = 5
     matrix = 0.4 * torch.randn(channels, channels, dtype=torch.float64)
-    step = RungeKuttaStep(linear_residual(matrix), integrator, learnable_coefficients).double()
+    step = RungeKuttaStep(linear_residual(matrix), integrator, coefficients).double()
     y = torch.randn(2, channels, 3, 4, dtype=torch.float64)
 
     expected = torch.einsum("ij,bjhw->bihw", classic_step_matrix(matrix, TAYLOR_ORDER[integrator]), y)
@@ -45,7 +45,7 @@ def test_step_of_linear_residual_equals_classic_formula(integrator: str, learnab
 def test_rk4_step_matches_the_textbook_stage_formula() -> None:
     torch.manual_seed(1)
     residual = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.Tanh()).double()
-    step = RungeKuttaStep(residual, "rk4", learnable_coefficients=False).double()
+    step = RungeKuttaStep(residual, "rk4", coefficients="fixed").double()
     y = torch.randn(1, 3, 6, 6, dtype=torch.float64)
 
     k1 = residual(y)
@@ -69,7 +69,7 @@ def test_every_stage_reuses_the_same_residual_weights() -> None:
 
 
 def test_learnable_coefficients_are_trainable_parameters_that_receive_gradients() -> None:
-    step = RungeKuttaStep(nn.Conv2d(3, 3, 3, padding=1), "rk4", learnable_coefficients=True)
+    step = RungeKuttaStep(nn.Conv2d(3, 3, 3, padding=1), "rk4", coefficients="per_entry")
     names = {name for name, _ in step.named_parameters()}
     assert {"stage_offsets", "stage_weights"} <= names
 
@@ -80,7 +80,7 @@ def test_learnable_coefficients_are_trainable_parameters_that_receive_gradients(
 
 
 def test_learnable_euler_step_has_no_parameter_without_gradient() -> None:
-    step = RungeKuttaStep(nn.Conv2d(3, 3, 1), "euler", learnable_coefficients=True)
+    step = RungeKuttaStep(nn.Conv2d(3, 3, 1), "euler", coefficients="per_entry")
 
     step(torch.randn(1, 3, 4, 4)).sum().backward()
 
@@ -89,7 +89,7 @@ def test_learnable_euler_step_has_no_parameter_without_gradient() -> None:
 
 
 def test_fixed_coefficients_are_saved_buffers_not_parameters() -> None:
-    step = RungeKuttaStep(nn.Conv2d(3, 3, 1), "rk2", learnable_coefficients=False)
+    step = RungeKuttaStep(nn.Conv2d(3, 3, 1), "rk2", coefficients="fixed")
 
     assert {name for name, _ in step.named_parameters()} == {"residual.weight", "residual.bias"}
     torch.testing.assert_close(step.state_dict()["stage_weights"], torch.tensor([0.5, 0.5]))

@@ -100,8 +100,8 @@ def test_one_gan_iteration_updates_generator_discriminator_and_rk_coefficients(t
     assert all(torch.isfinite(torch.as_tensor(v)) for v in model.log_dict.values())
     assert {
         "shallow_conv1.weight",
-        "blocks.0.stage_weights",
-        "blocks.1.stage_offsets",
+        "blocks.0.one_sixth",
+        "blocks.1.one_half",
         "blocks.0.residual.attention.0.theta.weight",
     } <= updated["g"]
     assert {"features.0.weight", "head.1.weight", "head.3.bias"} <= updated["d"]
