@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     from srode_plugins.data.prepare import add_prepare_arguments
 
     add_prepare_arguments(prepare)
+
+    from srode_plugins.weights_cli import add_weights_arguments
+
+    add_weights_arguments(sub.add_parser("weights", help="list, download (fetch) or locate pretrained weights"))
     return parser
 
 
@@ -162,6 +166,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from srode_plugins.data.prepare import run_prepare
 
         return run_prepare(args)
+    if args.command == "weights":
+        from srode_plugins.weights_cli import run_weights
+
+        return run_weights(args)
     raise AssertionError(args.command)
 
 
