@@ -1,4 +1,5 @@
-"""`basicsr node ...`: NFE plot, Table-1 sweep and Table-3 timing commands of the Neural-ODE family."""
+"""`basicsr node ...`: NFE plot, Table-1 sweep, Table-3 timing and checkpoint conversion commands of the
+Neural-ODE family."""
 
 from __future__ import annotations
 
@@ -34,7 +35,26 @@ def build_parser() -> argparse.ArgumentParser:
     table3.add_argument("--ode-solver", default="dopri5", help="solver of the ODE net")
     table3.add_argument("--ode-tol", type=float, default=1e-3, help="rtol = atol of the ODE net")
     table3.add_argument("--out-dir", type=Path, default=Path("results/node_table3"), help="where table3.md/csv go")
+
+    convert = sub.add_parser("convert-lescao", help="a generator checkpoint of Le Scao's code as NODESRNet weights")
+    convert.add_argument("checkpoint", type=Path, help="the fork's <iter>_G.pth (a bare state dict)")
+    convert.add_argument("--out", type=Path, required=True, help="where to write {'params': ...} for NODESRNet")
     return parser
+
+
+def _convert_lescao(args: argparse.Namespace) -> int:
+    import torch
+    import yaml
+
+    from srode_node.lescao_checkpoint import convert_lescao_state_dict, lescao_network_options
+    from srode_plugins import api
+
+    converted = convert_lescao_state_dict(torch.load(args.checkpoint, map_location="cpu", weights_only=True))
+    api.atomic_save({"params": converted}, args.out)
+    network = lescao_network_options(converted)
+    print(f"wrote {args.out}; load it with path.pretrain_network_g and this network_g:")
+    print(yaml.safe_dump({"network_g": network}, sort_keys=False), end="")
+    return 0
 
 
 def _plot_nfe(args: argparse.Namespace) -> int:
@@ -76,5 +96,5 @@ def _table3(args: argparse.Namespace) -> int:
 def main(argv: list[str]) -> int:
     """Entry point of `basicsr node ARGS...`; returns the exit status."""
     args = build_parser().parse_args(argv)
-    commands = {"plot-nfe": _plot_nfe, "sweep": _sweep, "table3": _table3}
+    commands = {"plot-nfe": _plot_nfe, "sweep": _sweep, "table3": _table3, "convert-lescao": _convert_lescao}
     return commands[args.command](args)

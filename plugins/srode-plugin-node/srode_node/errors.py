@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from srode_plugins.api import TrainingAborted
+from srode_plugins.api import SrodeError, TrainingAborted
 
 
 class ODESolveFailed(TrainingAborted):
@@ -52,3 +52,7 @@ class SolverBreakdown(ODESolveFailed):
         )
         self.reason = reason
         self.nfe = nfe
+
+
+class UnrecognisedCheckpoint(SrodeError):
+    """A checkpoint handed to a converter holds keys the converter does not know (another architecture)."""
