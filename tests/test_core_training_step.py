@@ -1,18 +1,19 @@
-"""TrainingStep: the non-finite-loss guard, gradient clipping and fp16 loss scaling around any model."""
+"""TrainingStep: the engine's step protocol (loss stages), the non-finite-loss guard, gradient clipping, fp16 loss
+scaling and gradient accumulation; legacy models that step themselves; no process-wide patch of torch."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from srode_plugins.engine.step import TrainingStep
+from srode_plugins.engine.step import LossStage, StageLosses, TrainingStep
 from srode_plugins.errors import OptionError, TrainingAborted
 
 
 class LinearModel:
-    """The smallest BasicSR-like model: optimize_parameters does zero_grad / backward / step itself."""
+    """The smallest model on the engine's protocol: one stage whose loss is a scaled mean squared error."""
 
-    def __init__(self, losses: list[float]) -> None:
+    def __init__(self, losses: list[float], batch: slice | None = None) -> None:
         torch.manual_seed(0)
         self.net = torch.nn.Linear(4, 1)
         self.optimizer = torch.optim.SGD(self.net.parameters(), lr=0.1)
@@ -20,12 +21,27 @@ class LinearModel:
         self.scales = iter(losses)
         self.inputs = torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
         self.targets = torch.randn(8, 1, generator=torch.Generator().manual_seed(2))
+        self.batch = batch or slice(None)
+
+    def loss(self) -> torch.Tensor:
+        x, y = self.inputs[self.batch], self.targets[self.batch]
+        return (self.net(x) - y).pow(2).mean() * next(self.scales)
+
+    def training_stages(self, current_iter: int) -> list[LossStage]:
+        return [LossStage(self.optimizer, lambda: StageLosses({"l_mse": self.loss()}))]
+
+
+class LegacyLinearModel(LinearModel):
+    """A BasicSR-style model without stages: optimize_parameters does zero_grad / backward / step itself."""
+
+    training_stages = None  # type: ignore[assignment]
 
     def optimize_parameters(self, current_iter: int) -> None:
         self.optimizer.zero_grad()
-        loss = (self.net(self.inputs) - self.targets).pow(2).mean() * next(self.scales)
+        loss = self.loss()
         loss.backward()
         self.optimizer.step()
+        self.log_dict = {"l_mse": loss.item()}
 
 
 def params(model: LinearModel) -> torch.Tensor:
@@ -72,3 +88,48 @@ def test_fp16_loss_scaling_gives_the_same_update_as_fp32() -> None:
 def test_unknown_amp_value_names_the_option() -> None:
     with pytest.raises(OptionError, match="train.amp"):
         TrainingStep(LinearModel([1.0]), {"amp": "int8"}, torch.device("cpu"))
+
+
+def test_gradient_accumulation_over_two_half_batches_equals_one_step_over_the_whole_batch() -> None:
+    whole = LinearModel([1.0])
+    TrainingStep(whole, {}, torch.device("cpu")).run(whole, 1)
+    halves = LinearModel([1.0, 1.0])
+    step = TrainingStep(halves, {"accum_iter": 2}, torch.device("cpu"))
+    halves.batch = slice(0, 4)
+    before = params(halves)
+    step.run(halves, 1)
+    assert torch.equal(params(halves), before)  # no step after the first half
+    halves.batch = slice(4, 8)
+    step.run(halves, 2)
+    # mean over 8 = average of the two means over 4: the same SGD update
+    torch.testing.assert_close(params(halves), params(whole), rtol=1e-6, atol=1e-7)
+
+
+def test_the_step_patches_nothing_in_torch() -> None:
+    seen = []
+    model = LinearModel([1.0])
+
+    def compute() -> StageLosses:
+        seen.append((torch.Tensor.backward, model.optimizer.step))
+        return StageLosses({"l": model.loss()})
+
+    model.training_stages = lambda it: [LossStage(model.optimizer, compute)]  # type: ignore[method-assign]
+    backward, optimizer_step = torch.Tensor.backward, model.optimizer.step
+    TrainingStep(model, {"amp": "fp16", "grad_clip": 1.0}, torch.device("cpu")).run(model, 1)
+    assert seen == [(backward, optimizer_step)]
+    assert torch.Tensor.backward is backward and model.optimizer.step == optimizer_step
+
+
+def test_a_legacy_model_steps_itself_and_its_nonfinite_losses_are_counted() -> None:
+    model = LegacyLinearModel([1.0, float("nan")])
+    step = TrainingStep(model, {"amp": "bf16"}, torch.device("cpu"))
+    before = params(model)
+    assert step.run(model, 1) is True and not torch.equal(params(model), before)
+    assert step.run(model, 2) is False and step.skipped_total == 1
+
+
+@pytest.mark.parametrize(("option", "key"), [({"amp": "fp16"}, "train.amp"), ({"grad_clip": 1.0}, "train.grad_clip"),
+                                             ({"accum_iter": 4}, "train.accum_iter")])
+def test_options_a_legacy_model_cannot_honour_are_refused_naming_the_key(option: dict, key: str) -> None:
+    with pytest.raises(OptionError, match=rf"option '{key}'.*implement training_stages"):
+        TrainingStep(LegacyLinearModel([1.0]), option, torch.device("cpu"))

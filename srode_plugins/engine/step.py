@@ -1,15 +1,20 @@
-"""Per-iteration training extras that work with ANY BasicSR model, without editing it.
+"""The engine's training step: forward -> losses -> backward -> clip -> step, for every model, in one place.
 
-A model's `optimize_parameters` calls `loss.backward()` and `optimizer.step()` itself. `TrainingStep`
-wraps that call: autocast (bf16 / fp16), fp16 loss scaling (the scalar `backward` is scaled while the
-step runs), gradient clipping and a non-finite-loss guard (a step whose loss is NaN/inf is skipped,
-counted, and training stops after `max_nonfinite` in a row).
+A model describes one training iteration as a list of `LossStage`s (`training_stages(current_iter)`): each
+stage runs its forward pass and returns named losses; the engine, under autocast, sums them, checks they are
+finite, backpropagates (fp16: scaled by the GradScaler) and, every `accum_iter` iterations, unscales, clips
+and steps that stage's optimizer. Stock BasicSR models (SRModel, SRGANModel, ESRGANModel, RealESRGANModel)
+get their stages from `srode_plugins.compat_stages`, which reads the same attributes their
+`optimize_parameters` reads. A model with neither runs its own `optimize_parameters` under autocast (legacy:
+no loss scaling, accumulation or clipping). Nothing in torch is patched.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -19,91 +24,149 @@ from srode_plugins.errors import OptionError, TrainingAborted
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+@dataclass
+class StageLosses:
+    """What a stage's forward returns: `losses` are summed and backpropagated (an empty dict: nothing to
+    optimise this iteration, e.g. a GAN generator between discriminator-only iterations); `monitors` are
+    logged only (e.g. the discriminator's mean output)."""
+
+    losses: dict[str, torch.Tensor]
+    monitors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class LossStage:
+    """One optimisation stage: `compute()` runs the forward pass; the engine steps `optimizer` with the result."""
+
+    optimizer: torch.optim.Optimizer
+    compute: Callable[[], StageLosses]
+
+
+StageSource = Callable[[int], Iterable[LossStage]]
+
+
+def stage_source(model: Any) -> StageSource | None:
+    """The model's own `training_stages`, else the stock-BasicSR adapter's stages, else None (legacy model)."""
+    if callable(getattr(model, "training_stages", None)):
+        return model.training_stages
+    from srode_plugins.compat_stages import stock_stages
+
+    return stock_stages(model)
+
+
 class TrainingStep:
-    """Wraps one `model.optimize_parameters(it)` call with the options under `train:`.
+    """One training iteration of a model with the options under `train:`.
 
     Options (all off by default): `amp: bf16|fp16` (`auto` is resolved before, by engine.precision; fp16 starts
     its loss scale at `amp_init_scale`, default 65536; GradScaler skips steps whose scaled gradients overflow),
-    `grad_clip: <max L2 norm>`, `max_nonfinite: N` (consecutive skipped steps before stopping, default 10).
+    `grad_clip: <max L2 norm>`, `accum_iter: N` (sum the gradients of N iterations, then step; the losses are
+    divided by N so the step equals one over an N-times larger batch), `max_nonfinite: N` (consecutive skipped
+    iterations before stopping, default 10). A non-finite loss skips the iteration and drops the gradients
+    accumulated so far.
     """
 
     def __init__(self, model: Any, train_opt: dict[str, Any], device: torch.device) -> None:
         amp = train_opt.get("amp")
         if amp not in (None, False, *AMP_DTYPES):
-            raise OptionError(f"value {amp!r}: use bf16, fp16 or leave it out (fp32)", key="train.amp")
+            raise OptionError(f"value {amp!r}: use auto, bf16, fp16 or leave it out (fp32)", key="train.amp")
         self.device = device
         self.amp_dtype = AMP_DTYPES.get(amp) if amp else None
         self.scaler = torch.amp.GradScaler(device.type, init_scale=float(train_opt.get("amp_init_scale", 2.0**16)),
                                            enabled=amp == "fp16")
         self.grad_clip = float(train_opt["grad_clip"]) if train_opt.get("grad_clip") else None
+        self.accum_iter = int(train_opt.get("accum_iter") or 1)
         self.max_nonfinite = int(train_opt.get("max_nonfinite", 10))
         self.skipped_total = 0
         self.skipped_in_a_row = 0
-        self._skip = False
-        self._scaler_stepped = False
-        self._optimizers = list(model.optimizers)
-        for optimizer in self._optimizers:
-            self._wrap_step(optimizer)
+        self.stages = stage_source(model)
+        if self.stages is None:
+            self._check_legacy(model, amp)
 
-    def _wrap_step(self, optimizer: torch.optim.Optimizer) -> None:
-        original_step = optimizer.step
+    def _check_legacy(self, model: Any, amp: Any) -> None:
+        needs = [what for what, on in (("amp: fp16 (loss scaling)", amp == "fp16"), ("grad_clip", self.grad_clip),
+                                       ("accum_iter", self.accum_iter > 1)) if on]
+        if needs:
+            raise OptionError(
+                f"{', '.join(needs)}: model {type(model).__name__} runs its own backward and step "
+                "(optimize_parameters); implement training_stages (docs/plugin-contract.md) or drop the option",
+                key="train." + needs[0].split(":")[0])
 
-        def step(*args: Any, **kwargs: Any) -> Any:
-            if self._skip:
-                return None
-            if self.scaler.is_enabled():
-                self.scaler.unscale_(optimizer)
-            if self.grad_clip is not None:
-                params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-                torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
-            if not self.scaler.is_enabled():
-                return original_step(*args, **kwargs)
-            # GradScaler.step calls optimizer.step: hand it the original for that call.
-            optimizer.step = original_step
-            try:
-                self._scaler_stepped = True
-                return self.scaler.step(optimizer, *args, **kwargs)
-            finally:
-                optimizer.step = step
-
-        # LR schedulers check this marker to know the step they wrapped is still the one being called.
-        if hasattr(original_step, "_wrapped_by_lr_sched"):
-            step._wrapped_by_lr_sched = True  # type: ignore[attr-defined]
-        optimizer.step = step
-
-    @contextlib.contextmanager
-    def _scaled_backward(self) -> Iterator[None]:
-        original_backward = torch.Tensor.backward
-        guard = self
-
-        def backward(tensor: torch.Tensor, gradient: Any = None, *args: Any, **kwargs: Any) -> Any:
-            if gradient is None and tensor.numel() == 1:
-                if guard._skip or not bool(torch.isfinite(tensor.detach()).all()):
-                    guard._skip = True
-                    return None
-                if guard.scaler.is_enabled():
-                    tensor = guard.scaler.scale(tensor)
-            return original_backward(tensor, gradient, *args, **kwargs)
-
-        torch.Tensor.backward = backward  # type: ignore[method-assign]
-        try:
-            yield
-        finally:
-            torch.Tensor.backward = original_backward  # type: ignore[method-assign]
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        return (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype
+                else contextlib.nullcontext())
 
     def run(self, model: Any, current_iter: int) -> bool:
-        """Run one optimisation step. Returns False when the step was skipped (non-finite loss)."""
-        self._skip = False
-        self._scaler_stepped = False
-        autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype
-                    else contextlib.nullcontext())
-        with self._scaled_backward(), autocast:
-            model.optimize_parameters(current_iter)
-        if self._scaler_stepped:
+        """Run one training iteration. Returns False when it was skipped (non-finite loss, or the model's
+        `training_failure` hook took the error)."""
+        if self.stages is None:
+            return self._run_legacy(model, current_iter)
+        boundary = current_iter % self.accum_iter == 0
+        logged: OrderedDict[str, torch.Tensor] = OrderedDict()
+        optimizers: list[torch.optim.Optimizer] = []
+        try:
+            finite = self._run_stages(current_iter, boundary, logged, optimizers)
+        except Exception as error:
+            handler = getattr(model, "training_failure", None)
+            if handler is None or not handler(error, current_iter):
+                raise
+            self._drop_gradients(model)
+            return False
+        if not finite:
+            self._drop_gradients(model)
+            return self._count_skip(current_iter)
+        if boundary and optimizers and self.scaler.is_enabled():
             self.scaler.update()
-        if not self._skip:
+        self.skipped_in_a_row = 0
+        model.log_dict = model.reduce_loss_dict(logged) if hasattr(model, "reduce_loss_dict") else logged
+        if boundary and optimizers:
+            _ema_step(model)
+        hook = getattr(model, "after_training_step", None)
+        if hook is not None:
+            hook(current_iter)
+        return True
+
+    def _run_stages(self, current_iter: int, boundary: bool, logged: dict[str, torch.Tensor],
+                    optimizers: list[torch.optim.Optimizer]) -> bool:
+        assert self.stages is not None
+        for stage in self.stages(current_iter):
+            with self._autocast():
+                result = stage.compute()
+            logged.update(result.losses)
+            logged.update(result.monitors)
+            if not result.losses:
+                continue
+            total = torch.stack([loss.float() for loss in result.losses.values()]).sum()
+            if not bool(torch.isfinite(total.detach())):
+                return False
+            self.scaler.scale(total / self.accum_iter).backward()
+            if boundary:
+                self._step(stage.optimizer)
+                optimizers.append(stage.optimizer)
+        return True
+
+    def _step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler.is_enabled():
+            self.scaler.unscale_(optimizer)
+        if self.grad_clip is not None:
+            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        self.scaler.step(optimizer)  # a plain optimizer.step() when loss scaling is off
+        optimizer.zero_grad(set_to_none=True)
+
+    def _drop_gradients(self, model: Any) -> None:
+        for optimizer in getattr(model, "optimizers", []):
+            optimizer.zero_grad(set_to_none=True)
+
+    def _run_legacy(self, model: Any, current_iter: int) -> bool:
+        with self._autocast():
+            model.optimize_parameters(current_iter)
+        values = [v for v in (getattr(model, "log_dict", None) or {}).values() if isinstance(v, int | float)]
+        if all(map(_finite, values)):
             self.skipped_in_a_row = 0
             return True
+        return self._count_skip(current_iter)
+
+    def _count_skip(self, current_iter: int) -> bool:
         self.skipped_total += 1
         self.skipped_in_a_row += 1
         if self.skipped_in_a_row >= self.max_nonfinite:
@@ -121,6 +184,17 @@ class TrainingStep:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.skipped_total = int(state.get("skipped_total", 0))
+
+
+def _finite(value: float) -> bool:
+    return value == value and abs(value) != float("inf")
+
+
+def _ema_step(model: Any) -> None:
+    """BasicSR's EMA of net_g (`train.ema_decay`), after every optimizer step."""
+    decay = getattr(model, "ema_decay", 0) or 0
+    if decay > 0 and hasattr(model, "model_ema"):
+        model.model_ema(decay=decay)
 
 
 def to_channels_last(model: Any) -> None:
