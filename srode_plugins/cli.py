@@ -60,13 +60,23 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations")
     infer.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1, ...")
 
-    evaluate = sub.add_parser("evaluate", help="PSNR/SSIM of a folder of SR outputs vs HR (standard SR protocol)")
-    evaluate.add_argument("--sr", required=True, help="folder of super-resolved images")
+    evaluate = sub.add_parser(
+        "evaluate", help="PSNR/SSIM of a folder of SR outputs vs HR (standard SR protocol)",
+        description="PSNR/SSIM on Y (BT.601) with `scale` border pixels cropped, as SR papers report them. "
+        "Set5 x4 check: `basicsr data prepare --hr Set5 --scale 4 --out bench/Set5` then `basicsr evaluate "
+        "--hr bench/Set5/HR --lr bench/Set5/LR_bicubic/X4 --scale 4 --bicubic` must give 28.42 dB "
+        "(docs/benchmark-protocol.md).",
+    )
+    evaluate.add_argument("--sr", help="folder of super-resolved images (optional with --bicubic)")
     evaluate.add_argument("--hr", required=True, help="folder of HR references (same stems, or DIV2K-style x<s>)")
     evaluate.add_argument("--scale", type=int, required=True, help="upscaling factor = border pixels cropped")
     evaluate.add_argument("--rgb", action="store_true", help="measure on RGB instead of the Y channel")
     evaluate.add_argument("--suffix", default="", help="suffix of SR file stems to drop, e.g. _EDSR")
     evaluate.add_argument("--markdown", help="also write the table to this Markdown file")
+    evaluate.add_argument("--bicubic", action="store_true",
+                          help="add a bicubic row: MATLAB-bicubic upscaling of the --lr images (without --sr: "
+                          "the bicubic table alone)")
+    evaluate.add_argument("--lr", help="LR folder for --bicubic, e.g. OUT/LR_bicubic/X4 from `basicsr data prepare`")
 
     sub.add_parser("env", help="versions, CPU/GPU capabilities, and what `amp: auto` / `channels_last: auto` pick")
 

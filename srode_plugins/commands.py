@@ -224,10 +224,21 @@ def env() -> int:
 def evaluate(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from srode_plugins.evaluation import evaluate_folder, to_markdown, to_rich_table
+    from srode_plugins.evaluation import evaluate_bicubic, evaluate_folder, to_markdown, to_rich_table
 
+    if args.bicubic and not args.lr:
+        raise SrodeError("evaluate --bicubic needs --lr DIR: the LR folder `basicsr data prepare` wrote "
+                         f"(OUT/LR_bicubic/X{args.scale})")
+    if not args.sr and not args.bicubic:
+        raise SrodeError("evaluate needs --sr DIR (the super-resolved images), or --bicubic --lr DIR for the "
+                         "bicubic baseline alone")
+    channel = "rgb" if args.rgb else "y"
+    lr = Path(args.lr) if args.bicubic else None
     try:
-        result = evaluate_folder(Path(args.sr), Path(args.hr), args.scale, "rgb" if args.rgb else "y", args.suffix)
+        if args.sr:
+            result = evaluate_folder(Path(args.sr), Path(args.hr), args.scale, channel, args.suffix, lr)
+        else:
+            result = evaluate_bicubic(lr, Path(args.hr), args.scale, channel)
     except (FileNotFoundError, ValueError) as exc:
         raise SrodeError(str(exc)) from exc
     Console().print(to_rich_table(result))

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 Channel = Literal["y", "rgb"]
+_BICUBIC_LABEL = "bicubic (mean, same images)"
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,18 @@ class ImageScore:
 
 @dataclass(frozen=True)
 class EvaluationResult:
-    """Per-image scores, their mean, and the protocol they were measured with."""
+    """Per-image scores, their mean, and the protocol they were measured with.
+
+    bicubic: mean scores of MATLAB-bicubic upscaling of the LR images of the same HR images (a baseline row),
+    or None. source: what the rows score ("SR outputs" or "bicubic from LR").
+    """
 
     rows: list[ImageScore]
     mean: ImageScore
     scale: int
     channel: Channel
+    bicubic: ImageScore | None = None
+    source: str = "SR outputs"
 
 
 def _check_channel(channel: str) -> None:
@@ -80,6 +87,58 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
+    """MATLAB ``imresize(lr, scale, 'bicubic')`` of a uint8 (h, w, C) image -> uint8 (h*scale, w*scale, C).
+
+    The upscaling counterpart of `basicsr data prepare`'s downscale (same BasicSR MATLAB port), rounded to
+    8 bits as a saved bicubic image is: the "Bicubic" row of SR papers.
+    """
+    from basicsr.utils.matlab_functions import imresize
+
+    high = imresize(lr.astype(np.float64) / 255.0, scale)
+    return (np.clip(high, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def _lr_partner(hr_path: Path, lr_by_stem: dict[str, Path], scale: int, lr_dir: Path) -> Path:
+    # `basicsr data prepare` keeps the HR name; DIV2K-style LR folders add x<scale>: 0801.png -> 0801x4.png.
+    for candidate in (hr_path.stem, f"{hr_path.stem}x{scale}"):
+        if candidate in lr_by_stem:
+            return lr_by_stem[candidate]
+    raise FileNotFoundError(
+        f"No LR image for HR '{hr_path.name}' in '{lr_dir}' (looked for '{hr_path.stem}.*' and "
+        f"'{hr_path.stem}x{scale}.*'). Pass the LR folder `basicsr data prepare` wrote (OUT/LR_bicubic/X{scale})."
+    )
+
+
+def _mean(rows: list[ImageScore], name: str = "mean") -> ImageScore:
+    # PSNR averaged in dB, as SR papers report it.
+    return ImageScore(name, float(np.mean([r.psnr for r in rows])), float(np.mean([r.ssim for r in rows])))
+
+
+def _bicubic_rows(hr_paths: list[Path], lr_dir: Path, scale: int, channel: Channel) -> list[ImageScore]:
+    lr_by_stem = {path.stem: path for path in _images_in(lr_dir)}
+    rows = []
+    for hr_path in hr_paths:
+        upscaled = bicubic_upscale(_read(_lr_partner(hr_path, lr_by_stem, scale, lr_dir)), scale)
+        psnr, ssim = psnr_ssim(upscaled, _read(hr_path), scale, channel)
+        rows.append(ImageScore(hr_path.stem, psnr, ssim))
+    return rows
+
+
+def evaluate_bicubic(lr_dir: Path, hr_dir: Path, scale: int, channel: Channel = "y") -> EvaluationResult:
+    """Score MATLAB-bicubic upscaling (`bicubic_upscale`) of every LR partner of every image in `hr_dir`.
+
+    The LR partner of HR `<stem>.*` is `<stem>.*` or `<stem>x<scale>.*` in `lr_dir`. With LR made by
+    `basicsr data prepare`, Set5 x4 on Y gives the published bicubic 28.42 dB (see docs/benchmark-protocol.md).
+    """
+    _check_channel(channel)
+    hr_paths = _images_in(hr_dir)
+    if not hr_paths:
+        raise FileNotFoundError(f"HR folder '{hr_dir}' holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+    rows = _bicubic_rows(hr_paths, lr_dir, scale, channel)
+    return EvaluationResult(rows, _mean(rows), scale, channel, source="bicubic from LR")
+
+
 def _hr_partner(sr_path: Path, hr_by_stem: dict[str, Path], scale: int, sr_suffix: str) -> Path:
     stem = sr_path.stem.removesuffix(sr_suffix)
     # SR outputs of DIV2K-style LR files keep the LR name: 0801x4.png -> HR 0801.png.
@@ -102,10 +161,18 @@ def _read(path: Path) -> np.ndarray:
 
 
 def evaluate_folder(
-    sr_dir: Path, hr_dir: Path, scale: int, channel: Channel = "y", sr_suffix: str = ""
+    sr_dir: Path,
+    hr_dir: Path,
+    scale: int,
+    channel: Channel = "y",
+    sr_suffix: str = "",
+    bicubic_lr_dir: Path | None = None,
 ) -> EvaluationResult:
     """Score every image in `sr_dir` against its HR partner in `hr_dir` (same stem, or the stem without
     `sr_suffix` and a DIV2K-style `x<scale>`), with `psnr_ssim`.
+
+    With `bicubic_lr_dir`, also score MATLAB-bicubic upscaling of the LR partners of the same HR images
+    (`evaluate_bicubic`) and report their mean as the `bicubic` row.
 
     Returns:
         Rows sorted by file name and their mean (PSNR averaged in dB, as SR papers report it).
@@ -116,12 +183,16 @@ def evaluate_folder(
         raise FileNotFoundError(f"SR folder '{sr_dir}' holds no images ({', '.join(IMAGE_SUFFIXES)}).")
     hr_by_stem = {path.stem: path for path in _images_in(hr_dir)}
     rows = []
+    hr_paths = []
     for sr_path in sr_paths:
         hr_path = _hr_partner(sr_path, hr_by_stem, scale, sr_suffix)
         psnr, ssim = psnr_ssim(_read(sr_path), _read(hr_path), scale, channel)
         rows.append(ImageScore(sr_path.stem, psnr, ssim))
-    mean = ImageScore("mean", float(np.mean([r.psnr for r in rows])), float(np.mean([r.ssim for r in rows])))
-    return EvaluationResult(rows, mean, scale, channel)
+        hr_paths.append(hr_path)
+    bicubic = None
+    if bicubic_lr_dir is not None:
+        bicubic = _mean(_bicubic_rows(hr_paths, bicubic_lr_dir, scale, channel), "bicubic")
+    return EvaluationResult(rows, _mean(rows), scale, channel, bicubic=bicubic)
 
 
 def _format_psnr(value: float) -> str:
@@ -137,7 +208,7 @@ def to_markdown(result: EvaluationResult) -> str:
     """A Markdown table: one row per image, then the mean in bold; PSNR to 0.01 dB, SSIM to 4 places."""
     image, psnr, ssim = _headers(result)
     lines = [
-        f"Scale x{result.scale}, {result.scale} border pixels cropped.",
+        f"Scale x{result.scale}, {result.scale} border pixels cropped; rows: {result.source}.",
         "",
         f"| {image} | {psnr} | {ssim} |",
         "| --- | ---: | ---: |",
@@ -145,6 +216,8 @@ def to_markdown(result: EvaluationResult) -> str:
     lines += [f"| {row.name} | {_format_psnr(row.psnr)} | {row.ssim:.4f} |" for row in result.rows]
     mean = result.mean
     lines.append(f"| **{mean.name}** | **{_format_psnr(mean.psnr)}** | **{mean.ssim:.4f}** |")
+    if result.bicubic is not None:
+        lines.append(f"| {_BICUBIC_LABEL} | {_format_psnr(result.bicubic.psnr)} | {result.bicubic.ssim:.4f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -153,7 +226,7 @@ def to_rich_table(result: EvaluationResult) -> Table:
     from rich.table import Table
 
     image, psnr, ssim = _headers(result)
-    table = Table(title=f"x{result.scale}, {result.scale}-pixel border cropped", show_footer=False)
+    table = Table(title=f"x{result.scale}, {result.scale}-pixel border cropped, {result.source}", show_footer=False)
     table.add_column(image)
     table.add_column(psnr, justify="right")
     table.add_column(ssim, justify="right")
@@ -162,4 +235,6 @@ def to_rich_table(result: EvaluationResult) -> Table:
     table.add_section()
     mean = result.mean
     table.add_row(mean.name, _format_psnr(mean.psnr), f"{mean.ssim:.4f}", style="bold")
+    if result.bicubic is not None:
+        table.add_row(_BICUBIC_LABEL, _format_psnr(result.bicubic.psnr), f"{result.bicubic.ssim:.4f}")
     return table

@@ -115,3 +115,117 @@ def test_evaluate_folder_names_an_sr_output_without_hr(tmp_path: Path):
     cv2.imwrite(str(tmp_path / "sr" / "lonely.png"), np.zeros((8, 8, 3), dtype=np.uint8))
     with pytest.raises(FileNotFoundError, match="lonely.png"):
         evaluate_folder(tmp_path / "sr", tmp_path / "hr", scale=2)
+
+
+# ---------------------------------------------------------------- --bicubic
+
+
+def cubic(x: np.ndarray) -> np.ndarray:
+    """Keys' cubic convolution kernel with a = -0.5 (MATLAB imresize 'bicubic')."""
+    ax = np.abs(x)
+    near = (1.5 * ax**3 - 2.5 * ax**2 + 1) * (ax <= 1)
+    far = (-0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2))
+    return near + far
+
+
+def matlab_upscale_matrix(length: int, scale: int) -> np.ndarray:
+    """(length*scale, length) matrix of MATLAB imresize's bicubic upscaling along one axis (symmetric borders)."""
+    out = np.arange(1, length * scale + 1, dtype=np.float64)
+    centre = out / scale + 0.5 * (1 - 1 / scale)  # 1-based input coordinate of each output pixel
+    taps = np.floor(centre - 2)[:, None] + np.arange(6)[None, :]
+    weights = cubic(centre[:, None] - taps)
+    weights /= weights.sum(axis=1, keepdims=True)
+    mirrored = np.concatenate([np.arange(length), np.arange(length)[::-1]])
+    columns = mirrored[np.mod(taps.astype(int) - 1, 2 * length)]
+    matrix = np.zeros((length * scale, length))
+    np.add.at(matrix, (np.repeat(np.arange(length * scale), 6), columns.ravel()), weights.ravel())
+    return matrix
+
+
+def independent_bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
+    rows, cols = matlab_upscale_matrix(lr.shape[0], scale), matlab_upscale_matrix(lr.shape[1], scale)
+    high = np.stack([rows @ lr[..., c].astype(np.float64) @ cols.T for c in range(lr.shape[2])], axis=-1)
+    return np.clip(high, 0, 255).round().astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def photo_set(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """HR crops of three scikit-image photos, their x4 LR made by `basicsr data prepare`, and cv2 'SR' outputs."""
+    from skimage import data
+
+    from srode_plugins.data.prepare import prepare_dataset
+
+    root = tmp_path_factory.mktemp("photos")
+    (root / "raw").mkdir()
+    crops = {"astronaut": data.astronaut()[40:138, 180:302], "chelsea": data.chelsea()[60:161, 150:270],
+             "coffee": data.coffee()[100:196, 200:330]}
+    for name, rgb in crops.items():
+        cv2.imwrite(str(root / "raw" / f"{name}.png"), rgb[..., ::-1])
+    prepared = prepare_dataset(root / "raw", root / "bench", 4, workers=1)
+    (root / "sr").mkdir()
+    for lr_path in sorted(prepared.lr.iterdir()):
+        lr = cv2.imread(str(lr_path))
+        sr = cv2.resize(lr, (lr.shape[1] * 4, lr.shape[0] * 4), interpolation=cv2.INTER_LANCZOS4)
+        cv2.imwrite(str(root / "sr" / lr_path.name), sr)
+    return prepared.hr, prepared.lr, root / "sr"
+
+
+def independent_bicubic_scores(hr_dir: Path, lr_dir: Path) -> dict[str, tuple[float, float]]:
+    scores = {}
+    for hr_path in sorted(hr_dir.iterdir()):
+        hr = cv2.imread(str(hr_path))
+        upscaled = independent_bicubic(cv2.imread(str(lr_dir / hr_path.name)), 4)
+        crop = (slice(4, -4), slice(4, -4))
+        y_up, y_hr = bt601_luma(upscaled)[crop], bt601_luma(hr)[crop]
+        scores[hr_path.stem] = (reference_psnr(y_up, y_hr), reference_ssim(y_up, y_hr))
+    return scores
+
+
+def test_bicubic_upscaling_equals_an_independent_matlab_imresize_up_to_rounding_ties(photo_set):
+    from srode_plugins.evaluation import bicubic_upscale
+
+    _, lr_dir, _ = photo_set
+    for lr_path in sorted(lr_dir.iterdir()):
+        lr = cv2.imread(str(lr_path))
+        difference = np.abs(bicubic_upscale(lr, 4).astype(int) - independent_bicubic(lr, 4))
+        # Equal but for a value sitting on x.5 now and then, which float summation order rounds either way.
+        assert difference.max() <= 1 and np.count_nonzero(difference) <= 1e-3 * difference.size
+        assert not np.array_equal(bicubic_upscale(lr, 4), cv2.resize(lr, None, fx=4, fy=4,
+                                                                     interpolation=cv2.INTER_CUBIC))
+
+
+def test_bicubic_rows_match_an_independent_matlab_bicubic_on_real_photos(photo_set):
+    from srode_plugins.evaluation import evaluate_bicubic
+
+    hr_dir, lr_dir, _ = photo_set
+    result = evaluate_bicubic(lr_dir, hr_dir, scale=4)
+    expected = independent_bicubic_scores(hr_dir, lr_dir)
+    assert [row.name for row in result.rows] == sorted(expected)
+    for row in result.rows:
+        assert (row.psnr, row.ssim) == pytest.approx(expected[row.name], abs=1e-3)
+    assert 20 < result.mean.psnr < 35  # a real bicubic number, not identity or noise
+
+
+def test_evaluate_bicubic_adds_the_bicubic_mean_of_the_same_images_below_the_sr_rows(photo_set, tmp_path):
+    from srode_plugins import cli
+
+    hr_dir, lr_dir, sr_dir = photo_set
+    table = tmp_path / "table.md"
+    assert cli.main(["evaluate", "--sr", str(sr_dir), "--hr", str(hr_dir), "--scale", "4", "--bicubic",
+                     "--lr", str(lr_dir), "--markdown", str(table)]) == 0
+    last = table.read_text().splitlines()[-1]
+    expected = independent_bicubic_scores(hr_dir, lr_dir).values()
+    psnr, ssim = (float(cell) for cell in last.strip("|").split("|")[1:])
+    assert last.startswith("| bicubic (mean, same images) |")
+    assert psnr == pytest.approx(np.mean([p for p, _ in expected]), abs=0.006)
+    assert ssim == pytest.approx(np.mean([s for _, s in expected]), abs=6e-5)
+
+
+def test_bicubic_without_an_lr_folder_or_evaluate_without_sr_is_a_one_line_error(photo_set, capsys):
+    from srode_plugins import cli
+
+    hr_dir, _, _ = photo_set
+    assert cli.main(["evaluate", "--hr", str(hr_dir), "--scale", "4", "--bicubic"]) == 2
+    assert "--bicubic needs --lr DIR" in capsys.readouterr().err
+    assert cli.main(["evaluate", "--hr", str(hr_dir), "--scale", "4"]) == 2
+    assert "evaluate needs --sr DIR" in capsys.readouterr().err
