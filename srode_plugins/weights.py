@@ -100,7 +100,7 @@ CORE_WEIGHTS: tuple[WeightsFile, ...] = (
                  "VGG perceptual loss (train.perceptual_opt, vgg_type: vgg19), LocalVGGPerceptualLoss"),
     _torchvision("vgg19_bn", "vgg19_bn-c79401a0.pth", 548.143, "VGG perceptual loss with vgg_type: vgg19_bn"),
     _torchvision("vgg16", "vgg16-397923af.pth", 527.796,
-                 "LPIPS net: vgg backbone; VGG perceptual loss with vgg_type: vgg16"),
+                 "LPIPS net: vgg backbone; DISTS backbone; VGG perceptual loss with vgg_type: vgg16"),
     _torchvision("alexnet", "alexnet-owt-7be5be79.pth", 233.087, "LPIPS net: alex backbone (the LPIPS default)"),
 )
 
@@ -199,11 +199,11 @@ def resolve_weights(
     Raises MissingWeightsError naming the file, where to put it, the `basicsr weights fetch` command that
     downloads it (for registered files) and how to run without it. Never downloads anything.
     """
-    command = fetch_command(default_name)
     if path:
         candidate = Path(os.path.expanduser(str(path)))
         if candidate.is_file():
             return candidate
+        command = fetch_command(default_name)
         cache = torch_cache_checkpoints()
         fetch = f" `{command}` downloads it into '{cache}' (then drop the option)." if command else ""
         raise MissingWeightsError(
@@ -215,6 +215,7 @@ def resolve_weights(
         if candidate.is_file():
             return candidate
     places = ", ".join(f"'{p}'" for p in searched)
+    command = fetch_command(default_name)  # only on failure: it reads every plugin's weights table
     fetch = f" Download it with: {command}" if command else ""
     raise MissingWeightsError(
         f"{what}: weights file '{default_name}' not found (looked in {places}). srode never downloads weights by "
