@@ -489,10 +489,16 @@ def _extend_load_network_errors() -> bool:
     def load_network(self: Any, net: Any, load_path: str, strict: bool = True, param_key: str = "params") -> None:
         from basicsr.utils import get_root_logger
 
-        from srode_plugins.checkpoints import load_network_weights
+        from srode_plugins.checkpoints import load_checkpoint, load_network_weights
 
         if not strict:  # upstream's non-strict path (drops mis-shaped keys with a warning)
-            original(self, net, load_path, strict, param_key)
+            try:
+                original(self, net, load_path, strict, param_key)
+            except Exception:
+                # an empty, truncated or corrupt file: one line naming it instead of torch.load's traceback
+                load_checkpoint(load_path, what="network weights", key="path.pretrain_network_*",
+                                fix="replace it with a complete .pth file")
+                raise
             return
         bare = self.get_bare_model(net)
         load_network_weights(bare, load_path, option_key="path.pretrain_network_*", param_key=param_key)

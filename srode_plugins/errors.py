@@ -39,3 +39,15 @@ class MissingWeightsError(SrodeError):
 
 class TrainingAborted(SrodeError):
     """Training stopped on purpose (non-finite losses, NFE limit, ...) with a message saying why."""
+
+
+class CheckpointError(SrodeError):
+    """A checkpoint cannot be read (missing, empty, truncated, corrupt) or written (disk full, permissions)."""
+
+
+class ExperimentInUse(SrodeError):
+    """Another live process is training in the same experiment folder."""
+
+
+class DatasetError(OptionError):
+    """A dataset cannot be trained or validated on (empty folder, unreadable image, LR/HR mismatch, ...)."""

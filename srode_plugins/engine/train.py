@@ -13,9 +13,10 @@ from typing import Any
 
 import torch
 
+from srode_plugins import experiment
 from srode_plugins import options as options_mod
 from srode_plugins.checkpoints import load_resume_state
-from srode_plugins.data import decode_cache
+from srode_plugins.data import checks, decode_cache
 from srode_plugins.engine import precision as precision_mod
 from srode_plugins.engine import setup
 from srode_plugins.engine.logs import run_logger
@@ -116,7 +117,7 @@ def _check_ranks_agree(model: Any, logger: logging.Logger) -> None:
 def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = False, launcher: str = "none",
           auto_resume: bool = False, root: Path | None = None) -> dict[str, Any]:
     """Run training for an option file. Returns a summary (final iteration, skipped steps, paths)."""
-    from basicsr.utils import get_env_info, get_time_str, init_tb_logger, make_exp_dirs
+    from basicsr.utils import get_env_info, get_time_str, init_tb_logger
     from basicsr.utils.options import dict2str
 
     root = (root or Path.cwd()).resolve()
@@ -129,9 +130,11 @@ def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fal
     torch.backends.cudnn.benchmark = True
     precision = _resolve_precision(opt["train"], device, str(opts.file))
 
+    lock = experiment.acquire_experiment_lock(opt)
     resume_state = load_resume_state(opt, device)
+    checks.check_datasets(opt)
     if resume_state is None and opt["rank"] == 0:
-        make_exp_dirs(opt)
+        experiment.make_exp_dirs(opt, lock)
     Path(opt["path"]["experiments_root"]).mkdir(parents=True, exist_ok=True)
     log_file = Path(opt["path"]["log"]) / f"train_{opt['name']}_{get_time_str()}.log"
     logger = run_logger(log_file, opt["rank"])
@@ -154,6 +157,7 @@ def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fal
             logger.info(f"Decoded-image cache (main process): {len(cache)} images, "
                         f"{cache.used_bytes / 2**20:.1f} MiB, {cache.hits} hits, {cache.misses} misses.{elsewhere}")
         decode_cache.uninstall()
+        lock.release()
 
 
 def _resolve_precision(train_opt: dict[str, Any], device: torch.device, file: str) -> precision_mod.Precision:
