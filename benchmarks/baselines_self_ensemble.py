@@ -39,7 +39,7 @@ def trained_network(scale: int, iters: int, lr: float, batch: int, patch: int) -
     ]
     with tempfile.TemporaryDirectory() as root:
         summary = train(str(OPTIONS / f"EDSR_baseline_x{scale}_demo.yml"), overrides=overrides, root=Path(root))
-    return summary["model"].net_g
+    return summary.model.net_g
 
 
 def main() -> None:

@@ -118,7 +118,7 @@ def run_demo(scale: int = DEFAULT_SCALE, iters: int | None = None,
     option_file.write_text(yaml.safe_dump(demo_option(scale, iters), sort_keys=False))
     paths = demo_dataset(scale)
     summary = train(str(option_file), root=out)
-    model = summary["model"]
+    model = summary.model
     net = model.net_g_ema if hasattr(model, "net_g_ema") else model.net_g
     net.eval()
 
@@ -132,7 +132,7 @@ def run_demo(scale: int = DEFAULT_SCALE, iters: int | None = None,
                           [_centre_crop(img, CROP) for img in (bicubic, sr, hr[:sr.shape[0], :sr.shape[1]])])
     means = np.mean([r[1:] for r in rows], axis=0)
     rows.append(("mean", *means))
-    _write_loss_curve(out / "loss_curve.png", summary.get("history", []))
+    _write_loss_curve(out / "loss_curve.png", summary.history)
 
     table = Table(title=f"basicsr demo: x{scale}, {iters} iterations, held-out photos (Y channel, border {scale})")
     for column in ("image", "bicubic PSNR", "bicubic SSIM", "model PSNR", "model SSIM", "gain (dB)"):

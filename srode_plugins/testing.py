@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import torch
 
     from srode_plugins.data.demo import DemoPaths
+    from srode_plugins.engine.train import RunResult
 
 try:
     import pytest
@@ -527,13 +528,13 @@ def check_model(
         *overrides,
     ]
     summary = _check_training(report, option_path, run_overrides, root_dir, iters)
-    models_dir = Path(summary["experiments_root"]) / "models"
+    models_dir = Path(summary.experiments_root) / "models"
     _check_weights_update(report, models_dir, iters)
     _check_checkpoint_files(report, summary, iters)
-    _check_weights_reload(report, summary["model"], models_dir / "net_g_latest.pth")
+    _check_weights_reload(report, summary.model, models_dir / "net_g_latest.pth")
     if validate and contents.get("val"):
         with _checking(report, VALIDATION):
-            bad = {k: v for k, v in summary["metrics"].items() if not math.isfinite(float(v))}
+            bad = {k: v for k, v in summary.metrics.items() if not math.isfinite(float(v))}
             if bad:
                 raise AssertionError(f"non-finite validation metrics {bad}")
     elif validate:
@@ -548,16 +549,16 @@ def check_model(
 
 
 def _check_training(report: ConformanceReport, option_path: str, run_overrides: list[str], root: Path,
-                    iters: int) -> dict[str, Any]:
+                    iters: int) -> RunResult:
     from srode_plugins.engine.train import train
 
     with _checking(report, TRAINING_STEPS):
         summary = train(option_path, overrides=run_overrides, root=root)
-        if summary["iter"] != iters:
-            raise AssertionError(f"training stopped at iteration {summary['iter']}, expected {iters}")
-        if summary["skipped_steps"]:
-            raise AssertionError(f"{summary['skipped_steps']} of {iters} steps skipped for a non-finite loss")
-        not_finite = [(i, v) for i, v in summary["history"] if not math.isfinite(v)]
+        if summary.iter != iters:
+            raise AssertionError(f"training stopped at iteration {summary.iter}, expected {iters}")
+        if summary.skipped_steps:
+            raise AssertionError(f"{summary.skipped_steps} of {iters} steps skipped for a non-finite loss")
+        not_finite = [(i, v) for i, v in summary.history if not math.isfinite(v)]
         if not_finite:
             raise AssertionError(f"non-finite logged loss at (iteration, value) {not_finite}")
     return summary
@@ -577,9 +578,9 @@ def _check_weights_update(report: ConformanceReport, models_dir: Path, iters: in
                                  f"does not update it (zero learning rate? parameters missing from the optimiser?)")
 
 
-def _check_checkpoint_files(report: ConformanceReport, summary: dict[str, Any], iters: int) -> None:
+def _check_checkpoint_files(report: ConformanceReport, summary: RunResult, iters: int) -> None:
     with _checking(report, CHECKPOINT_FILES):
-        experiment = Path(summary["experiments_root"])
+        experiment = Path(summary.experiments_root)
         expected = [experiment / "models" / "net_g_latest.pth", experiment / "training_states" / f"{iters}.state"]
         missing = [str(p) for p in expected if not p.is_file()]
         if missing:
@@ -610,11 +611,11 @@ def _check_resume(report: ConformanceReport, option_path: str, run_overrides: li
     with _checking(report, RESUME):
         summary = train(option_path, overrides=[*run_overrides, f"train.total_iter={iters + 1}"], root=root,
                         auto_resume=True)
-        if summary.get("resumed_from") != iters:
+        if summary.resumed_from != iters:
             raise AssertionError(f"--auto_resume did not resume from iteration {iters} "
-                                 f"(resumed from: {summary.get('resumed_from')})")
-        if summary["iter"] != iters + 1:
-            raise AssertionError(f"the resumed run ended at iteration {summary['iter']}, expected {iters + 1}")
+                                 f"(resumed from: {summary.resumed_from})")
+        if summary.iter != iters + 1:
+            raise AssertionError(f"the resumed run ended at iteration {summary.iter}, expected {iters + 1}")
 
 
 # ---------------------------------------------------------------- pytest plugin

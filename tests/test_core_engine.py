@@ -176,8 +176,8 @@ def test_bf16_channels_last_and_grad_clip_train_in_process(tmp_path: Path, monke
     option = write_option(tmp_path, tiny_option("amp", TINY_EDSR, total_iter=2, amp="bf16", channels_last=True,
                                                  grad_clip=0.5))
     summary = train(str(option), root=tmp_path)
-    assert summary["iter"] == 2 and summary["skipped_steps"] == 0
-    weight = summary["model"].net_g.conv_first.weight
+    assert summary.iter == 2 and summary.skipped_steps == 0
+    weight = summary.model.net_g.conv_first.weight
     assert weight.is_contiguous(memory_format=torch.channels_last)
     # the decoded-image cache (on by default) reported its use and was removed when training ended
     from srode_plugins.data import decode_cache
@@ -203,7 +203,7 @@ def test_amp_auto_trains_with_what_the_injected_cpu_resolves_to(tmp_path: Path, 
     monkeypatch.setattr(precision.CpuFacts, "detect", classmethod(lambda cls: facts))
     option = write_option(tmp_path, tiny_option("auto", TINY_EDSR, total_iter=1, amp="auto", channels_last="auto"))
     summary = train(str(option), root=tmp_path)
-    model = summary["model"]
+    model = summary.model
     assert model.opt["train"]["amp"] == amp and model.opt["train"]["channels_last"] is channels_last
     assert model.net_g.conv_first.weight.is_contiguous(memory_format=torch.channels_last) is channels_last
     log = next((tmp_path / "experiments" / "auto").glob("train_*.log")).read_text()
@@ -247,6 +247,6 @@ def test_compile_option_trains_and_saves_plain_state_dict_keys(tmp_path: Path, m
     monkeypatch.chdir(tmp_path)
     option = write_option(tmp_path, tiny_option("compiled", TINY_EDSR, total_iter=2, compile=True))
     summary = train(str(option), root=tmp_path)
-    assert hasattr(summary["model"].net_g, "_orig_mod")  # really compiled
+    assert hasattr(summary.model.net_g, "_orig_mod")  # really compiled
     state = torch.load(tmp_path / "experiments" / "compiled" / "models" / "net_g_latest.pth", weights_only=True)
     assert "conv_first.weight" in state["params"] and not any("_orig_mod" in k for k in state["params"])

@@ -7,6 +7,7 @@ import logging
 import math
 import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -115,8 +116,8 @@ def _check_ranks_agree(model: Any, logger: logging.Logger) -> None:
 
 
 def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = False, launcher: str = "none",
-          auto_resume: bool = False, root: Path | None = None) -> dict[str, Any]:
-    """Run training for an option file. Returns a summary (final iteration, skipped steps, paths)."""
+          auto_resume: bool = False, root: Path | None = None) -> RunResult:
+    """Run training for an option file. Returns where it ended (RunResult)."""
     from basicsr.utils import get_env_info, get_time_str, init_tb_logger
     from basicsr.utils.options import dict2str
 
@@ -185,92 +186,137 @@ def _decode_cache_share(cache_mb: int, opt: dict[str, Any]) -> int:
     return cache_mb * 2**20 // (_train_loader_workers(opt) + 1)
 
 
-def _train(opts: Any, opt: dict[str, Any], root: Path, dist: bool, device: torch.device, resume_state: Any,
-           logger: logging.Logger, tb_logger: Any) -> dict[str, Any]:
-    from basicsr.data.prefetch_dataloader import CPUPrefetcher
-    from basicsr.models import build_model
-    from basicsr.utils import MessageLogger
-    from tqdm import tqdm
+@dataclass(frozen=True)
+class RunResult:
+    """What `train()` returns: where the run ended and what it produced."""
 
-    train_loader, sampler, val_loaders, total_epochs, total_iters = _loaders(opt, logger)
-    model = build_model(opt)
-    train_opt = opt["train"]
-    if train_opt.get("channels_last"):
-        to_channels_last(model)
-    step = TrainingStep(model, train_opt, device)
-    model.srode_extra_state = step.state_dict
-    start_epoch = current_iter = 0
-    resumed_from = None
-    if resume_state:
-        model.resume_training(resume_state)
-        step.load_state_dict(resume_state.get("srode", {}))
-        start_epoch, current_iter = resume_state["epoch"], resume_state["iter"]
-        resumed_from = current_iter
-        logger.info(f"Resuming training from epoch {start_epoch}, iteration {current_iter}.")
-    if train_opt.get("compile"):
-        compile_generator(model, train_opt["compile"])
+    iter: int  # the last iteration trained
+    resumed_from: int | None  # the iteration the run resumed at (--auto_resume), or None
+    skipped_steps: int  # iterations skipped for non-finite losses
+    experiments_root: str
+    metrics: dict[str, float]  # the final validation's scores (first metric first)
+    model: Any  # the trained BasicSR model (net_g, net_g_ema, ...)
+    history: list[tuple[int, float]] = field(default_factory=list)  # (iteration, first logged loss)
 
-    msg_logger = MessageLogger(opt, current_iter, tb_logger)
-    prefetcher = CPUPrefetcher(train_loader)
-    channels_last = bool(train_opt.get("channels_last"))
-    val_opt = opt.get("val")
-    start_time = time.time()
-    progress = tqdm(total=total_iters, initial=current_iter, unit="it", disable=opt["rank"] != 0,
-                    desc=opt["name"], dynamic_ncols=True)
-    interrupted = None
-    stop = False
-    history: list[tuple[int, float]] = []
-    epoch = start_epoch
-    with InterruptFlag() as interrupt:
-        while current_iter < total_iters and not stop:
-            sampler.set_epoch(epoch)
-            prefetcher.reset()
-            data = prefetcher.next()
-            while data is not None and current_iter < total_iters:
-                current_iter += 1
-                model.update_learning_rate(current_iter, warmup_iter=train_opt.get("warmup_iter", -1))
-                model.feed_data(batch_to_channels_last(data) if channels_last else data)
-                step.run(model, current_iter)
-                progress.update(1)
-                log = model.get_current_log() if hasattr(model, "log_dict") else {}
-                if log:
-                    progress.set_postfix({k: f"{v:.4g}" for k, v in list(log.items())[:3]}, refresh=False)
-                if current_iter % opt["logger"]["print_freq"] == 0:
-                    if log:
-                        history.append((current_iter, float(next(iter(log.values())))))
-                    msg_logger({"epoch": epoch, "iter": current_iter, "lrs": model.get_current_learning_rate(),
-                                "time": (time.time() - start_time) / max(current_iter, 1), "data_time": 0.0,
-                                **log, "skipped_steps": step.skipped_total})
-                if current_iter % opt["logger"]["save_checkpoint_freq"] == 0:
-                    model.save(epoch, current_iter)
-                if val_opt is not None and val_loaders and current_iter % val_opt.get("val_freq", 10**12) == 0:
-                    for loader in val_loaders:
-                        model.validation(loader, current_iter, tb_logger, val_opt["save_img"])
-                    stop = _validation_wants_stop(model, logger)
-                if interrupt.signal_name or stop:
-                    interrupted = interrupt.signal_name
-                    break
+
+class TrainingRun:
+    """The training loop in named steps: build the model and its step, resume, iterate, finish."""
+
+    def __init__(self, opts: Any, opt: dict[str, Any], dist: bool, device: torch.device, logger: logging.Logger,
+                 tb_logger: Any) -> None:
+        self.opts, self.opt, self.dist, self.device = opts, opt, dist, device
+        self.logger, self.tb_logger = logger, tb_logger
+        self.train_opt: dict[str, Any] = opt["train"]
+        self.val_opt: dict[str, Any] | None = opt.get("val")
+        self.epoch = self.current_iter = 0
+        self.resumed_from: int | None = None
+        self.history: list[tuple[int, float]] = []
+
+    def build(self, resume_state: dict[str, Any] | None) -> None:
+        from basicsr.models import build_model
+
+        self.train_loader, self.sampler, self.val_loaders, _, self.total_iters = _loaders(self.opt, self.logger)
+        self.model = build_model(self.opt)
+        if self.train_opt.get("channels_last"):
+            to_channels_last(self.model)
+        self.step = TrainingStep(self.model, self.train_opt, self.device)
+        self.model.srode_extra_state = self.step.state_dict  # saved into each .state by compat's save patch
+        if resume_state:
+            self.model.resume_training(resume_state)
+            self.step.load_state_dict(resume_state.get("srode", {}))
+            self.epoch, self.current_iter = resume_state["epoch"], resume_state["iter"]
+            self.resumed_from = self.current_iter
+            self.logger.info(f"Resuming training from epoch {self.epoch}, iteration {self.current_iter}.")
+        if self.train_opt.get("compile"):
+            compile_generator(self.model, self.train_opt["compile"])
+
+    def iterate(self) -> str | None:
+        """Train until total_iter, a stop asked by validation, or SIGINT/SIGTERM (its name is returned)."""
+        from basicsr.data.prefetch_dataloader import CPUPrefetcher
+        from basicsr.utils import MessageLogger
+        from tqdm import tqdm
+
+        self.msg_logger = MessageLogger(self.opt, self.current_iter, self.tb_logger)
+        self.start_time = time.time()
+        prefetcher = CPUPrefetcher(self.train_loader)
+        progress = tqdm(total=self.total_iters, initial=self.current_iter, unit="it", disable=self.opt["rank"] != 0,
+                        desc=self.opt["name"], dynamic_ncols=True)
+        stop = False
+        with InterruptFlag() as interrupt, progress:
+            while self.current_iter < self.total_iters and not stop:
+                self.sampler.set_epoch(self.epoch)
+                prefetcher.reset()
                 data = prefetcher.next()
-            if interrupted:
-                break
-            epoch += 1
-    progress.close()
+                while data is not None and self.current_iter < self.total_iters:
+                    stop = self.one_iteration(data, progress)
+                    if interrupt.signal_name or stop:
+                        return interrupt.signal_name
+                    data = prefetcher.next()
+                self.epoch += 1
+        return None
+
+    def one_iteration(self, data: dict[str, Any], progress: Any) -> bool:
+        """Feed, step, log, save and validate as the options say. Returns True when validation asks to stop."""
+        self.current_iter += 1
+        it, model = self.current_iter, self.model
+        model.update_learning_rate(it, warmup_iter=self.train_opt.get("warmup_iter", -1))
+        model.feed_data(batch_to_channels_last(data) if self.train_opt.get("channels_last") else data)
+        self.step.run(model, it)
+        progress.update(1)
+        log = model.get_current_log() if hasattr(model, "log_dict") else {}
+        if log:
+            progress.set_postfix({k: f"{v:.4g}" for k, v in list(log.items())[:3]}, refresh=False)
+        if it % self.opt["logger"]["print_freq"] == 0:
+            self._log(log)
+        if it % self.opt["logger"]["save_checkpoint_freq"] == 0:
+            model.save(self.epoch, it)
+        if self.val_opt is not None and self.val_loaders and it % self.val_opt.get("val_freq", 10**12) == 0:
+            self.validate()
+            return _validation_wants_stop(model, self.logger)
+        return False
+
+    def _log(self, log: dict[str, float]) -> None:
+        if log:
+            self.history.append((self.current_iter, float(next(iter(log.values())))))
+        self.msg_logger({"epoch": self.epoch, "iter": self.current_iter,
+                         "lrs": self.model.get_current_learning_rate(),
+                         "time": (time.time() - self.start_time) / max(self.current_iter, 1), "data_time": 0.0,
+                         **log, "skipped_steps": self.step.skipped_total})
+
+    def validate(self) -> None:
+        for loader in self.val_loaders:
+            self.model.validation(loader, self.current_iter, self.tb_logger, self.val_opt["save_img"])
+
+    def save_interrupted(self, signal_name: str) -> None:
+        self.model.save(self.epoch, self.current_iter)
+        self.logger.info(f"{signal_name} received: saved a resumable state at iteration {self.current_iter} in "
+                         f"{self.opt['path']['training_states']}. Resume with: basicsr train -opt {self.opts.file} "
+                         "--auto_resume")
+
+    def finish(self) -> RunResult:
+        """Save the last and the final weights, validate once more, check DDP ranks agree."""
+        self.logger.info(f"End of training after {datetime.timedelta(seconds=int(time.time() - self.start_time))}; "
+                         f"{self.step.skipped_total} step(s) skipped for non-finite losses.")
+        self.model.save(self.epoch, self.current_iter)
+        self.model.save(epoch=-1, current_iter=-1)
+        if self.val_opt is not None and self.val_loaders:
+            self.validate()
+        if self.dist:
+            _check_ranks_agree(self.model, self.logger)
+        if self.tb_logger:
+            self.tb_logger.close()
+        return RunResult(iter=self.current_iter, resumed_from=self.resumed_from, skipped_steps=self.step.skipped_total,
+                         experiments_root=self.opt["path"]["experiments_root"],
+                         metrics=dict(getattr(self.model, "metric_results", {}) or {}), model=self.model,
+                         history=self.history)
+
+
+def _train(opts: Any, opt: dict[str, Any], root: Path, dist: bool, device: torch.device, resume_state: Any,
+           logger: logging.Logger, tb_logger: Any) -> RunResult:
+    run = TrainingRun(opts, opt, dist, device, logger, tb_logger)
+    run.build(resume_state)
+    interrupted = run.iterate()
     if interrupted:
-        model.save(epoch, current_iter)
-        logger.info(f"{interrupted} received: saved a resumable state at iteration {current_iter} in "
-                    f"{opt['path']['training_states']}. Resume with: basicsr train -opt {opts.file} --auto_resume")
-        raise KeyboardInterrupt(f"interrupted at iteration {current_iter}; resumable state saved")
-    logger.info(f"End of training after {datetime.timedelta(seconds=int(time.time() - start_time))}; "
-                f"{step.skipped_total} step(s) skipped for non-finite losses.")
-    model.save(epoch, current_iter)
-    model.save(epoch=-1, current_iter=-1)
-    if val_opt is not None and val_loaders:
-        for loader in val_loaders:
-            model.validation(loader, current_iter, tb_logger, val_opt["save_img"])
-    if dist:
-        _check_ranks_agree(model, logger)
-    if tb_logger:
-        tb_logger.close()
-    return {"iter": current_iter, "resumed_from": resumed_from, "skipped_steps": step.skipped_total,
-            "experiments_root": opt["path"]["experiments_root"],
-            "metrics": dict(getattr(model, "metric_results", {}) or {}), "model": model, "history": history}
+        run.save_interrupted(interrupted)
+        raise KeyboardInterrupt(f"interrupted at iteration {run.current_iter}; resumable state saved")
+    return run.finish()

@@ -39,7 +39,7 @@ def test_demo_training_of_edsr_baseline_x2_beats_bicubic_psnr_on_held_out_photos
     from srode_plugins.engine.train import train
 
     summary = train(str(OPTIONS / "EDSR_baseline_x2_demo.yml"), overrides=SHORT_SCHEDULE, root=tmp_path)
-    model = summary["model"]
+    model = summary.model
     net = model.net_g.eval()
 
     trained = heldout_score(lambda lr: network_upscale(net, lr, model.device), scale=2)

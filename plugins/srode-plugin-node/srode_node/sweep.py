@@ -71,13 +71,13 @@ def run_sweep(option_files: list[str], *, overrides: list[str] | None = None, de
     return rows
 
 
-def _row_from_summary(summary: dict[str, Any], model_label: str, backprop: str, elapsed: float,
+def _row_from_summary(summary: Any, model_label: str, backprop: str, elapsed: float,
                       option_file: str) -> SweepRow:
-    model = summary["model"]
+    model = summary.model
     net = model.get_bare_model(model.net_g)
-    metrics = summary.get("metrics") or {}
+    metrics = summary.metrics
     nfe_forward = nfe_backward = None
-    run_dir = Path(summary["experiments_root"])
+    run_dir = Path(summary.experiments_root)
     if (run_dir / TRAIN_NFE_CSV).is_file():
         trace = read_nfe_trace(run_dir)
         nfe_forward, nfe_backward = float(trace.nfe_forward.mean()), float(trace.nfe_backward.mean())
@@ -90,7 +90,7 @@ def _row_from_summary(summary: dict[str, Any], model_label: str, backprop: str, 
         nfe_forward=nfe_forward,
         nfe_backward=nfe_backward,
         skipped_batches=int(getattr(model, "skipped_batches", 0)),
-        s_per_iter=elapsed / max(int(summary["iter"]), 1),
+        s_per_iter=elapsed / max(int(summary.iter), 1),
         status="ok",
         option_file=option_file,
     )

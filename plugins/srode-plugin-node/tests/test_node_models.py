@@ -206,8 +206,8 @@ def test_fast_path_option_trains_in_bf16_channels_last_with_20_evaluations_per_s
              "datasets.train.num_worker_per_gpu=0", "network_g.num_feat=8", "network_g.augment_channels=2",
              "val.val_freq=1000000", "logger.print_freq=1"]
     summary = train(str(option), overrides=small, demo=True, root=tmp_path)
-    assert summary["iter"] == 2 and summary["skipped_steps"] == 0
-    net = summary["model"].net_g
+    assert summary.iter == 2 and summary.skipped_steps == 0
+    net = summary.model.net_g
     assert net.conv_first.weight.is_contiguous(memory_format=torch.channels_last)
     assert net.nfe_forward == 5 * 4  # the final validation's solve: 5 classic RK4 steps of 4 stages
     log = next((tmp_path / "experiments").glob("*/train_*.log")).read_text()

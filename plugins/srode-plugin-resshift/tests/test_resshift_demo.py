@@ -53,8 +53,8 @@ def test_demo_option_trains_through_the_engine_and_writes_a_checkpoint(tmp_path)
         "val=~",
     ]
     summary = train(str(option_path("resshift_x4_demo.yml")), overrides=overrides, root=tmp_path)
-    assert summary["iter"] == 3
-    checkpoint = torch.load(Path(summary["experiments_root"]) / "models" / "net_g_3.pth", weights_only=True)
+    assert summary.iter == 3
+    checkpoint = torch.load(Path(summary.experiments_root) / "models" / "net_g_3.pth", weights_only=True)
     assert set(checkpoint) == {"params", "params_ema"}
 
 
