@@ -195,20 +195,24 @@ def test_basicsr_test_writes_the_forward_nfe_of_every_image(tmp_path: Path) -> N
     assert all(row["nfe_forward"] == "8" for row in rows)
 
 
-def test_fast_path_option_trains_in_bf16_channels_last_with_20_evaluations_per_solve(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("precision", [[], ["train.amp=bf16", "train.channels_last=true"]], ids=["auto", "bf16"])
+def test_fast_path_option_trains_with_20_evaluations_per_solve_in_auto_and_in_bf16_channels_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, precision: list[str]
 ) -> None:
+    from srode_plugins.engine.precision import CpuFacts, resolve
     from srode_plugins.engine.train import train
 
     monkeypatch.chdir(tmp_path)
-    option = Path(__file__).parents[1] / "srode_node" / "options" / "NODE_fast_AugNODE_time_rk4_bf16_x4_BSD.yml"
+    option = Path(__file__).parents[1] / "srode_node" / "options" / "NODE_fast_AugNODE_time_rk4_x4_BSD.yml"
     small = ["train.total_iter=2", "datasets.train.gt_size=32", "datasets.train.batch_size_per_gpu=2",
              "datasets.train.num_worker_per_gpu=0", "network_g.num_feat=8", "network_g.augment_channels=2",
-             "val.val_freq=1000000", "logger.print_freq=1"]
+             "val.val_freq=1000000", "logger.print_freq=1", *precision]
     summary = train(str(option), overrides=small, demo=True, root=tmp_path)
     assert summary.iter == 2 and summary.skipped_steps == 0
     net = summary.model.net_g
-    assert net.conv_first.weight.is_contiguous(memory_format=torch.channels_last)
+    expected = resolve("auto", "auto", CpuFacts.detect()) if not precision else resolve("bf16", True, CpuFacts.detect())
+    assert net.conv_first.weight.is_contiguous(memory_format=torch.channels_last) is expected.channels_last
     assert net.nfe_forward == 5 * 4  # the final validation's solve: 5 classic RK4 steps of 4 stages
     log = next((tmp_path / "experiments").glob("*/train_*.log")).read_text()
-    assert "amp: bf16" in log and "solver: fixed_rk4" in log
+    assert f"Precision: amp {expected.amp or 'fp32'}, channels_last {str(expected.channels_last).lower()}" in log
+    assert "solver: fixed_rk4" in log
