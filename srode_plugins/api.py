@@ -26,6 +26,8 @@ from srode_plugins.errors import (
 )
 from srode_plugins.evaluation import evaluate_folder, psnr_ssim, to_markdown
 from srode_plugins.inference import self_ensemble, tiled_forward
+from srode_plugins.metrics.networks import build_dists, build_lpips
+from srode_plugins.metrics.scores import dists_distance, lpips_distance, niqe_score
 from srode_plugins.options import OptionFile
 from srode_plugins.options import load as load_options
 from srode_plugins.weights import resolve_weights, torch_cache_checkpoints
@@ -63,13 +65,18 @@ __all__ = [
     "__version__",
     "atomic_save",
     "build_component",
+    "build_dists",
+    "build_lpips",
     "demo_dataset",
     "demo_options",
+    "dists_distance",
     "evaluate_folder",
     "get_component",
     "list_components",
     "load_network_weights",
     "load_options",
+    "lpips_distance",
+    "niqe_score",
     "psnr_ssim",
     "resolve_weights",
     "select_device",

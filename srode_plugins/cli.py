@@ -101,6 +101,22 @@ def build_parser() -> argparse.ArgumentParser:
     copy = opts_sub.add_parser("copy", help="copy a shipped option file to edit it")
     copy.add_argument("name", help="name from `basicsr options list`")
     copy.add_argument("dest", nargs="?", default="options", help="file or folder (default: ./options/)")
+    check = opts_sub.add_parser("check", help="validate an option file against the typed schema (builds nothing)",
+                                description="Checks every key's type and range, unknown keys (with the nearest "
+                                "matches) and each component's arguments against its constructor. Imports only "
+                                "the components the file names.")
+    check.add_argument("file", help="YAML option file")
+    mode = check.add_mutually_exclusive_group()
+    mode.add_argument("--train", dest="is_train", action="store_true", default=True,
+                      help="check it as `basicsr train` would (default)")
+    mode.add_argument("--test", dest="is_train", action="store_false", help="check it as `basicsr test` would")
+    check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                       help="override an option before checking (repeatable)")
+    schema = opts_sub.add_parser("schema", help="print the option reference (a section or a component's keys)")
+    schema.add_argument("name", nargs="?", help="section (train, val, datasets, logger, ...) or component "
+                        "(EDSR, SRGANModel, L1Loss, Adam, ...); default: every core section")
+    schema.add_argument("--markdown", action="store_true", help="the whole reference as Markdown (docs/options.md)")
+
 
     data = sub.add_parser("data", help="dataset preparation")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -171,6 +187,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "options":
         if args.options_command == "list":
             return commands.options_list()
+        if args.options_command == "check":
+            return commands.options_check(args.file, is_train=args.is_train, overrides=args.overrides)
+        if args.options_command == "schema":
+            return commands.options_schema(args.name, markdown=args.markdown)
         return commands.options_copy(args.name, args.dest)
     if args.command == "data":
         from srode_plugins.data.prepare import run_prepare

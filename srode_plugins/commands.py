@@ -136,6 +136,24 @@ def options_copy(name: str, dest: str) -> int:
     return 0
 
 
+def options_check(file: str, *, is_train: bool, overrides: list[str]) -> int:
+    """`basicsr options check FILE`: the schema check alone; nothing is built, no data or weights are read."""
+    from srode_plugins import options, schema
+
+    opts = options.load(file, overrides)
+    checked = schema.validate(opts, is_train=is_train)
+    print(f"{opts.file}: ok for `basicsr {'train' if is_train else 'test'}` ({len(checked)} component(s) checked: "
+          f"{'; '.join(checked)})")
+    return 0
+
+
+def options_schema(name: str | None, *, markdown: bool) -> int:
+    from srode_plugins.schema import reference
+
+    print(reference.markdown() if markdown else reference.reference(name), end="\n" if not markdown else "")
+    return 0
+
+
 # ---------------------------------------------------------------- infer
 
 

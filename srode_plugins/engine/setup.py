@@ -8,12 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from srode_plugins import options as options_mod
+from srode_plugins import schema
 from srode_plugins.components import load_component
 from srode_plugins.discovery import catalog
-from srode_plugins.options import OptionFile, coerce_number, require
-
-TRAIN_INT_KEYS = ("train.total_iter", "train.warmup_iter", "logger.print_freq", "logger.save_checkpoint_freq",
-                  "val.val_freq", "manual_seed", "scale")
+from srode_plugins.options import OptionFile
 
 
 def resolve_device_count(opts: OptionFile) -> int:
@@ -45,34 +43,10 @@ def resolve_components(opts: OptionFile) -> None:
 
 
 def validate_common(opts: OptionFile, is_train: bool) -> None:
-    require(opts, "name", str, "Give the experiment a name, e.g. `name: EDSR_x4_demo`.")
-    require(opts, "model_type", str, "Name the model class, e.g. `model_type: SRModel`.")
-    require(opts, "network_g", dict, "Describe the generator, e.g. `network_g: {type: EDSR, ...}`.")
-    datasets = require(opts, "datasets", dict, "Add `datasets:` with a train (and val) or test entries.")
-    for key in TRAIN_INT_KEYS:
-        coerce_number(opts, key, int)
-    for key in list((opts.opt.get("train") or {}).keys()):
-        if key.startswith("optim_"):
-            coerce_number(opts, f"train.{key}.lr", float)
-            coerce_number(opts, f"train.{key}.weight_decay", float)
-    coerce_number(opts, "train.ema_decay", float)
-    coerce_number(opts, "train.decode_cache_mb", int)
-    cache_mb = options_mod.get_path(opts.opt, "train.decode_cache_mb")
-    if cache_mb is not None and cache_mb < 0:
-        raise opts.error(f"value {cache_mb!r}: give the decoded-image cache size in MiB (an integer >= 0; "
-                         "0 switches the cache off)", "train.decode_cache_mb")
-    if is_train:
-        if "train" not in datasets:
-            raise opts.error("training needs a 'train' dataset", "datasets.train")
-        require(opts, "train", dict, "Add a `train:` section (optimizers, losses, total_iter).")
-        require(opts, "train.total_iter", int, "How many iterations to train, e.g. `total_iter: 1000`.")
-        coerce_number(opts, "datasets.train.batch_size_per_gpu", int)
-        require(opts, "datasets.train.batch_size_per_gpu", int, "e.g. `batch_size_per_gpu: 16`.")
-    for phase in datasets:
-        if phase.split("_")[0] not in ("train", "val", "test"):
-            raise opts.error("dataset phases are 'train', 'val*' or 'test*'", f"datasets.{phase}")
-        require(opts, f"datasets.{phase}.type", str, "e.g. `type: PairedImageDataset`.")
-        datasets[phase].setdefault("name", phase)
+    """Check the option file against the typed schema (srode_plugins.schema), then name unnamed datasets."""
+    schema.validate(opts, is_train=is_train)
+    for phase, dataset in opts.opt["datasets"].items():
+        dataset.setdefault("name", phase)
 
 
 def fill_defaults(opt: dict[str, Any], is_train: bool) -> None:

@@ -45,7 +45,7 @@ from basicsr.utils import get_root_logger, imwrite, tensor2img
 from .autoencoder import PixelSpaceAutoencoder
 from .denoiser import INPUT_SCALINGS, ResShiftDenoiser
 from .evaluation import SweepRow, SweepSpec, expand_sweep, format_sweep_markdown, format_sweep_table, side_by_side
-from .perceptual import LPIPSLoss, build_lpips
+from .perceptual import LPIPSLoss
 from .samplers import ResShiftSampler, SamplingResult
 from .schedules import ContinuousSchedule, ResShiftSchedule
 from .training import TIME_SAMPLINGS, predict_x0_on_forward_samples
@@ -259,7 +259,8 @@ class ContinuousResShiftModel(SRModel):
         rows = [SweepRow(sampler.describe()) for sampler in samplers]
         lpips_model = None
         if spec.lpips is not None:
-            lpips_model = build_lpips(option_key="val.sampler_sweep.lpips.backbone_path", **spec.lpips).to(self.device)
+            lpips_key = "val.sampler_sweep.lpips.backbone_path"
+            lpips_model = api.build_lpips(option_key=lpips_key, **spec.lpips).to(self.device)
             for row in rows:
                 row.lpips = 0.0
         crop_border = self.opt["val"].get("crop_border", self.scale)

@@ -1,9 +1,9 @@
-"""LPIPS from local weights only: torchvision-layout backbone files map onto the lpips package's slices."""
+"""The LPIPS training loss runs on the core's LPIPS network, built from local weights only."""
 
 import pytest
 import torch
 import torchvision
-from srode_resshift.perceptual import LPIPSLoss, build_lpips
+from srode_resshift.perceptual import LPIPSLoss
 
 
 @pytest.fixture
@@ -15,14 +15,6 @@ def alexnet_checkpoint(tmp_path):
     return path
 
 
-def test_backbone_weights_land_in_the_lpips_slices(alexnet_checkpoint):
-    model = build_lpips("alex", str(alexnet_checkpoint))
-    source = torch.load(alexnet_checkpoint, weights_only=True)
-    torch.testing.assert_close(getattr(model.net.slice1, "0").weight, source["features.0.weight"])
-    torch.testing.assert_close(getattr(model.net.slice5, "10").bias, source["features.10.bias"])
-    assert not any(p.requires_grad for p in model.parameters())
-
-
 def test_lpips_loss_is_zero_for_identical_images_and_positive_otherwise(alexnet_checkpoint):
     loss = LPIPSLoss(loss_weight=2.0, net="alex", backbone_path=str(alexnet_checkpoint))
     image = torch.rand(2, 3, 32, 32)
@@ -30,6 +22,16 @@ def test_lpips_loss_is_zero_for_identical_images_and_positive_otherwise(alexnet_
     assert float(loss(image, torch.rand(2, 3, 32, 32))) > 0
 
 
+def test_lpips_loss_is_the_weighted_mean_of_the_core_lpips_distance(alexnet_checkpoint):
+    from srode_plugins.api import lpips_distance
+
+    loss = LPIPSLoss(loss_weight=2.0, net="alex", backbone_path=str(alexnet_checkpoint))
+    prediction, target = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    core = lpips_distance(prediction, target, net="alex", backbone_path=str(alexnet_checkpoint))
+    torch.testing.assert_close(loss(prediction, target), 2.0 * core.mean())
+
+
 def test_unknown_lpips_network_names_the_option():
     with pytest.raises(ValueError, match="'train.lpips_opt.net'"):
         LPIPSLoss(net="squeeze", backbone_path="x.pth")
+
