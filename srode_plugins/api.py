@@ -15,6 +15,7 @@ from srode_plugins.checkpoints import atomic_save, load_network_weights
 from srode_plugins.compat import RANDOM_INIT_ENV, VGG_WEIGHT_FILES
 from srode_plugins.components import build_component, list_components, load_component
 from srode_plugins.data.demo import DemoPaths, demo_dataset, demo_options
+from srode_plugins.detection import ArchMatch, DetectedNetwork, detect, detect_file, indices, pixel_shuffle_scale
 from srode_plugins.errors import (
     DuplicateComponentError,
     MissingWeightsError,
@@ -51,7 +52,9 @@ def select_device(preference: str = "auto") -> torch.device:
 
 __all__ = [
     "API_VERSION",
+    "ArchMatch",
     "DemoPaths",
+    "DetectedNetwork",
     "DuplicateComponentError",
     "MissingWeightsError",
     "OptionFile",
@@ -69,14 +72,18 @@ __all__ = [
     "build_lpips",
     "demo_dataset",
     "demo_options",
+    "detect",
+    "detect_file",
     "dists_distance",
     "evaluate_folder",
     "get_component",
+    "indices",
     "list_components",
     "load_network_weights",
     "load_options",
     "lpips_distance",
     "niqe_score",
+    "pixel_shuffle_scale",
     "psnr_ssim",
     "resolve_weights",
     "select_device",

@@ -13,6 +13,8 @@ from typing import Any, BinaryIO
 
 from srode_plugins.errors import CheckpointError
 
+# safetensors metadata key listing the BasicSR param keys a file holds (see atomic_save_safetensors)
+PARAM_KEYS_METADATA = "param_keys"
 # tempfile.mkstemp(prefix=".<name>.", suffix=".tmp") names: what an interrupted atomic_save leaves behind.
 TEMP_FILE = re.compile(r"^\..+\.[A-Za-z0-9_]{6,}\.tmp$")
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -162,6 +164,22 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     return _atomic_write(Path(path), lambda handle: torch.save(obj, handle))
 
 
+def atomic_save_safetensors(networks: dict[str, dict[str, Any]], path: str | os.PathLike[str],
+                            metadata: dict[str, str] | None = None) -> Path:
+    """Write network weights as safetensors, atomically like `atomic_save`.
+
+    `networks` maps BasicSR param keys ("params", "params_ema") to state dicts; a file holds them as
+    `<param key>.<tensor name>` with the param keys listed in the metadata `param_keys`, which
+    `read_state_dict` reads back.
+    """
+    from safetensors.torch import save
+
+    tensors = {f"{key}.{name}": tensor.detach().cpu().contiguous()
+               for key, state in networks.items() for name, tensor in state.items()}
+    header = {**(metadata or {}), PARAM_KEYS_METADATA: ",".join(networks)}
+    return _atomic_write(Path(path), lambda handle: handle.write(save(tensors, metadata=header)))
+
+
 def latest_training_state(folder: str | os.PathLike[str]) -> Path | None:
     """The `<iter>.state` file with the highest iteration in `folder`, or None."""
     folder = Path(folder)
@@ -171,14 +189,37 @@ def latest_training_state(folder: str | os.PathLike[str]) -> Path | None:
     return max(states, key=lambda p: int(p.stem)) if states else None
 
 
+def _read_safetensors(path: Path, param_key: str | None) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device="cpu") as handle:
+        listed = ((handle.metadata() or {}).get(PARAM_KEYS_METADATA) or "").split(",")
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    held = [key for key in listed if key]
+    if not held:  # a bare state dict (e.g. exported, or from another toolkit)
+        return tensors
+    chosen = param_key if param_key in held else ("params" if "params" in held else held[0])
+    prefix = f"{chosen}."
+    return {name.removeprefix(prefix): t for name, t in tensors.items() if name.startswith(prefix)}
+
+
 def read_state_dict(path: str | os.PathLike[str], param_key: str | None = "params_ema", *,
                     option_key: str | None = None) -> dict[str, Any]:
-    """Network weights from a BasicSR checkpoint: `param_key` (falling back to `params`) or a bare state dict.
+    """Network weights from a BasicSR checkpoint (.pth, or .safetensors as `atomic_save_safetensors` writes it):
+    `param_key` (falling back to `params`) or a bare state dict.
 
     An unreadable file, or one holding no state dict, raises CheckpointError naming the file and `option_key`.
     """
-    loaded = load_checkpoint(path, what="network weights", key=option_key,
-                             fix="replace it with a complete weights file (or drop the option)")
+    what, fix = "network weights", "replace it with a complete weights file (or drop the option)"
+    if Path(path).suffix.lower() == ".safetensors":
+        file = _existing_nonempty(path, what=what, key=option_key, fix=fix)
+        try:
+            loaded = _read_safetensors(file, param_key)
+        except Exception as exc:  # safetensors raises its own SafetensorError on a damaged header or data
+            raise CheckpointError(f"{_where(option_key)}{what} '{file}' cannot be loaded: {_load_failure(exc)}; "
+                                  f"{fix}") from None
+    else:
+        loaded = load_checkpoint(path, what=what, key=option_key, fix=fix)
     state = unwrap_state_dict(loaded, param_key)
     if state is None:
         raise CheckpointError(f"{_where(option_key)}'{path}' holds no network state dict (found "

@@ -48,10 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     infer = sub.add_parser("infer", help="upsample images with a trained model")
     infer.add_argument("-opt", "--opt", help="option file whose network_g / path.pretrain_network_g to use")
-    infer.add_argument("--arch", help="arch name (instead of -opt), e.g. EDSR")
+    infer.add_argument("--arch", help="arch name, when --weights alone is not recognised, e.g. EDSR")
     infer.add_argument("--arch-opt", action="append", default=[], metavar="KEY=VALUE",
                        help="arch constructor argument (repeatable), e.g. --arch-opt num_block=16")
-    infer.add_argument("--weights", help="checkpoint (.pth) for --arch (params_ema, else params)")
+    infer.add_argument("--weights", help="checkpoint (.pth / .safetensors; params_ema, else params); alone, the "
+                       "arch is recognised from it (srode plugins' detectors, then spandrel)")
     infer.add_argument("--scale", type=int, help="upscaling factor (default: the option's scale or 4)")
     infer.add_argument("--input", required=True, help="image file or folder")
     infer.add_argument("--output", required=True, help="output folder")
@@ -77,6 +78,26 @@ def build_parser() -> argparse.ArgumentParser:
                           help="add a bicubic row: MATLAB-bicubic upscaling of the --lr images (without --sr: "
                           "the bicubic table alone)")
     evaluate.add_argument("--lr", help="LR folder for --bicubic, e.g. OUT/LR_bicubic/X4 from `basicsr data prepare`")
+
+    export = sub.add_parser(
+        "export", help="write a network as safetensors, ONNX or TorchScript, verified against PyTorch",
+        description="The network comes from -opt (network_g + path.pretrain_network_g), from --weights alone "
+        "(arch recognised from the weights: srode plugins, then spandrel) or from --arch + --weights. ONNX and "
+        "TorchScript take (1, C, H, W) in [0, 1] with dynamic H, W and are checked on two random inputs against "
+        "PyTorch (onnxruntime for ONNX); the max difference is printed and an export over the dtype's tolerance "
+        "(fp32 1e-4, fp16 1e-2, bf16 5e-2) is refused and not written.",
+        epilog="example: basicsr export --weights net_g_latest.pth --format onnx --dtype fp16 --output net.onnx",
+    )
+    export.add_argument("-opt", "--opt", help="option file whose network_g / path.pretrain_network_g to export")
+    export.add_argument("--weights", help="checkpoint (.pth / .safetensors); alone, the arch is recognised from it")
+    export.add_argument("--arch", help="arch name, when the weights are not recognised")
+    export.add_argument("--arch-opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="arch constructor argument (repeatable); overrides recognised values")
+    export.add_argument("--scale", type=int, help="upscaling factor, where the weights do not fix it")
+    export.add_argument("--format", required=True, choices=["safetensors", "onnx", "torchscript"])
+    export.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"],
+                        help="weights / computation dtype of the file (default fp32)")
+    export.add_argument("--output", required=True, help="file to write, e.g. model.onnx")
 
     sub.add_parser("env", help="versions, CPU/GPU capabilities, and what `amp: auto` / `channels_last: auto` pick")
 
@@ -167,6 +188,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "infer":
         return commands.infer(args)
+    if args.command == "export":
+        return commands.export(args)
     if args.command == "evaluate":
         return commands.evaluate(args)
     if args.command == "env":

@@ -182,30 +182,52 @@ def _parse_kwargs(entries: list[str]) -> dict[str, Any]:
     return kwargs
 
 
-def _network_from_args(args: argparse.Namespace) -> tuple[Any, int]:
+def _network_from_option_file(args: argparse.Namespace) -> tuple[Any, int]:
     from srode_plugins.checkpoints import load_network_weights
     from srode_plugins.components import build_component
+    from srode_plugins.detection import resolve_auto_network
     from srode_plugins.options import load
 
-    if args.opt:
-        opts = load(args.opt)
-        network_opt = opts.opt.get("network_g")
-        if not isinstance(network_opt, dict):
-            raise opts.error("missing: infer needs the generator description", "network_g")
-        net = build_component("archs", network_opt, file=str(opts.file), key="network_g")
-        weights = args.weights or (opts.opt.get("path") or {}).get("pretrain_network_g")
-        if not weights:
-            raise opts.error("no weights: set path.pretrain_network_g or pass --weights", "path.pretrain_network_g")
-        scale = args.scale or int(opts.opt.get("scale", 4))
-    elif args.arch:
-        if not args.weights:
-            raise SrodeError("--arch needs --weights PATH.pth")
-        net = build_component("archs", {"type": args.arch, **_parse_kwargs(args.arch_opt)}, key="--arch")
-        weights, scale = args.weights, args.scale or 4
-    else:
-        raise SrodeError("infer needs -opt FILE.yml or --arch NAME --weights FILE.pth")
+    opts = load(args.opt)
+    if args.weights:
+        opts.opt.setdefault("path", {})["pretrain_network_g"] = args.weights
+    if args.scale:
+        opts.opt["scale"] = args.scale
+    detected = resolve_auto_network(opts)
+    if detected is not None:
+        return detected.network, detected.scale
+    network_opt = opts.opt.get("network_g")
+    if not isinstance(network_opt, dict):
+        raise opts.error("must be a mapping such as {type: EDSR, ...}, or `type: auto` to read the arch from "
+                         "path.pretrain_network_g", "network_g")
+    net = build_component("archs", network_opt, file=str(opts.file), key="network_g")
+    weights = (opts.opt.get("path") or {}).get("pretrain_network_g")
+    if not weights:
+        raise opts.error("no weights: set path.pretrain_network_g or pass --weights", "path.pretrain_network_g")
     load_network_weights(net, weights, option_key="--weights / path.pretrain_network_g")
-    return net, scale
+    return net, int(opts.opt.get("scale", 4))
+
+
+def network_from_args(args: argparse.Namespace) -> tuple[Any, int]:
+    """The network (weights loaded) and its scale from -opt, --arch + --weights, or --weights alone (detected)."""
+    from srode_plugins.checkpoints import load_network_weights
+    from srode_plugins.components import build_component
+    from srode_plugins.detection import detect_file
+
+    if args.opt:
+        return _network_from_option_file(args)
+    if args.arch:
+        if not args.weights:
+            raise SrodeError("--arch needs --weights FILE (.pth or .safetensors)")
+        net = build_component("archs", {"type": args.arch, **_parse_kwargs(args.arch_opt)}, key="--arch")
+        load_network_weights(net, args.weights, option_key="--weights")
+        return net, args.scale or 4
+    if args.weights:
+        detected = detect_file(args.weights, scale=args.scale, overrides=_parse_kwargs(args.arch_opt))
+        print(f"{args.weights}: x{detected.scale} {detected.arch} (recognised by {detected.detected_by})")
+        return detected.network, detected.scale
+    raise SrodeError("give -opt FILE.yml, or --weights FILE (arch recognised from the weights), "
+                     "or --arch NAME --weights FILE")
 
 
 def infer(args: argparse.Namespace) -> int:
@@ -214,11 +236,26 @@ def infer(args: argparse.Namespace) -> int:
     from srode_plugins.inference import upsample_images
 
     images = _input_images(Path(args.input))
-    net, scale = _network_from_args(args)
+    net, scale = network_from_args(args)
     device = select_device(args.device)
     outputs = upsample_images(net, images, Path(args.output), scale, tile=args.tile or None, overlap=args.overlap,
                               self_ensemble=args.self_ensemble, device=device)
     print(f"{len(outputs)} image(s) written to {args.output} (x{scale}, device {device})")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    """`basicsr export`: the network of -opt / --weights as a verified safetensors, ONNX or TorchScript file."""
+    import srode_plugins.compat  # noqa: F401
+    from srode_plugins.export import export_network
+
+    net, scale = network_from_args(args)
+    report = export_network(net, args.output, args.format, args.dtype, scale=scale, arch=type(net).__name__)
+    if report.sizes:
+        sizes = " and ".join(f"{h}x{w}" for h, w in report.sizes)
+        print(f"verified on random {sizes} inputs: max abs difference {report.max_abs_diff:.3e} vs PyTorch fp32 "
+              f"(tolerance {report.tolerance:.0e} for {report.dtype})")
+    print(f"wrote {report.path} ({report.format}, {report.dtype}, x{scale})")
     return 0
 
 

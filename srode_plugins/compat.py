@@ -375,10 +375,11 @@ def _fix_scheduler_state_loading() -> bool:
 def _extend_atomic_saves() -> bool:
     # BaseModel.save_network / save_training_state write with a bare torch.save (retry loop): a crash
     # mid-write leaves a truncated file. Write through a temp file + rename; the training state also
-    # carries the engine's own state (GradScaler, guards) when the engine provides it.
+    # carries the engine's own state (GradScaler, guards) when the engine provides it. `logger.save_format:
+    # safetensors` writes the networks as .safetensors (the training state stays a torch file: optimizers).
     from basicsr.models.base_model import BaseModel
 
-    from srode_plugins.checkpoints import atomic_save
+    from srode_plugins.checkpoints import atomic_save, atomic_save_safetensors
 
     if getattr(BaseModel.save_network, "_srode", False):
         return True
@@ -399,7 +400,11 @@ def _extend_atomic_saves() -> bool:
             state = self.get_bare_model(net_).state_dict()
             payload[key] = {k.removeprefix("module."): v.detach().cpu() for k, v in state.items()}
         label = "latest" if current_iter == -1 else current_iter
-        atomic_save(payload, Path(self.opt["path"]["models"]) / f"{net_label}_{label}.pth")
+        folder = Path(self.opt["path"]["models"])
+        if (self.opt.get("logger") or {}).get("save_format", "pth") == "safetensors":
+            atomic_save_safetensors(payload, folder / f"{net_label}_{label}.safetensors")
+        else:
+            atomic_save(payload, folder / f"{net_label}_{label}.pth")
 
     def save_training_state(self: Any, epoch: int, current_iter: int) -> None:
         from basicsr.utils.dist_util import get_dist_info

@@ -87,6 +87,9 @@ def set_run_paths(opt: dict[str, Any], root: Path, is_train: bool) -> None:
 def prepare(opts: OptionFile, *, is_train: bool, root: Path, demo: bool = False, dist: bool = False,
             auto_resume: bool = False) -> dict[str, Any]:
     """Validate, resolve components and paths, and fill what BasicSR models read from `opt`."""
+    from srode_plugins.detection import resolve_auto_network
+
+    resolve_auto_network(opts)  # `network_g` absent or `type: auto`: the arch is read from its pretrained weights
     if demo:
         options_mod.use_demo_data(opts)
     validate_common(opts, is_train)
