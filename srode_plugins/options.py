@@ -49,6 +49,14 @@ OptionLoader.add_implicit_resolver(
     re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
     list("-+0123456789"),
 )
+# Only true/false are booleans (YAML 1.2): PyYAML's YAML 1.1 rules also read yes/no/on/off as booleans, which
+# the schema then could not tell from a real `true` (and `no` as a text value would silently become False).
+OptionLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in OptionLoader.yaml_implicit_resolvers.items()
+}
+OptionLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 @dataclass

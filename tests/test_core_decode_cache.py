@@ -120,7 +120,7 @@ def _train_options(folder: Path, train_extra: dict[str, object]):
 
     from srode_plugins import options
 
-    opt = {"name": "cache", "model_type": "SRModel", "network_g": {"type": "EDSR"},
+    opt = {"name": "cache", "model_type": "SRModel", "network_g": {"type": "EDSR", "num_in_ch": 3, "num_out_ch": 3},
            "datasets": {"train": {"type": "PairedImageDataset", "batch_size_per_gpu": 2}},
            "train": {"total_iter": 10, **train_extra}}
     folder.mkdir(parents=True, exist_ok=True)
