@@ -7,6 +7,8 @@ only with a new API major version.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 import srode_plugins.compat  # noqa: F401  (makes `import basicsr` work; must come first)
@@ -16,6 +18,7 @@ from srode_plugins.compat import RANDOM_INIT_ENV, VGG_WEIGHT_FILES
 from srode_plugins.components import build_component, list_components, load_component
 from srode_plugins.data.demo import DemoPaths, demo_dataset, demo_options
 from srode_plugins.detection import ArchMatch, DetectedNetwork, detect, detect_file, indices, pixel_shuffle_scale
+from srode_plugins.engine.step import LossStage, StageLosses, optimize_stages
 from srode_plugins.errors import (
     DuplicateComponentError,
     MissingWeightsError,
@@ -32,6 +35,14 @@ from srode_plugins.metrics.scores import dists_distance, lpips_distance, niqe_sc
 from srode_plugins.options import OptionFile
 from srode_plugins.options import load as load_options
 from srode_plugins.weights import resolve_weights, torch_cache_checkpoints
+
+
+def sr_losses(model: Any, output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """BasicSR SRModel's losses of `output` (B, C, H, W) against `target`: `l_pix` from `model.cri_pix`,
+    `l_percep` / `l_style` from `model.cri_perceptual` (each only when the model has it)."""
+    from srode_plugins.compat_stages import sr_losses as stock_sr_losses
+
+    return stock_sr_losses(model, output, target)
 
 
 def get_component(kind: str, name: str) -> object:
@@ -56,6 +67,7 @@ __all__ = [
     "DemoPaths",
     "DetectedNetwork",
     "DuplicateComponentError",
+    "LossStage",
     "MissingWeightsError",
     "OptionFile",
     "RANDOM_INIT_ENV",
@@ -63,6 +75,7 @@ __all__ = [
     "OptionError",
     "PluginLoadError",
     "SrodeError",
+    "StageLosses",
     "TrainingAborted",
     "UnknownComponentError",
     "__version__",
@@ -72,21 +85,23 @@ __all__ = [
     "build_lpips",
     "demo_dataset",
     "demo_options",
+    "dists_distance",
     "detect",
     "detect_file",
-    "dists_distance",
     "evaluate_folder",
     "get_component",
     "indices",
     "list_components",
     "load_network_weights",
     "load_options",
+    "optimize_stages",
     "lpips_distance",
     "niqe_score",
     "pixel_shuffle_scale",
     "psnr_ssim",
     "resolve_weights",
     "select_device",
+    "sr_losses",
     "self_ensemble",
     "tiled_forward",
     "to_markdown",

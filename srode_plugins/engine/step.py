@@ -186,6 +186,13 @@ class TrainingStep:
         self.skipped_total = int(state.get("skipped_total", 0))
 
 
+def optimize_stages(model: Any, current_iter: int) -> None:
+    """BasicSR's `optimize_parameters` for a model that describes its iteration with `training_stages`: one fp32
+    step of its stages (what stock BasicSR code and direct callers get; srode's engine runs the stages itself,
+    with the run's amp / clipping / accumulation options)."""
+    TrainingStep(model, {}, torch.device(getattr(model, "device", "cpu"))).run(model, current_iter)
+
+
 def _finite(value: float) -> bool:
     return value == value and abs(value) != float("inf")
 

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from srode_plugins.api import OptionError, TrainingAborted
+from srode_plugins.api import LossStage, OptionError, StageLosses, TrainingAborted, optimize_stages, sr_losses
 
 # srode_plugins.api patches basicsr, so it is imported first
 # isort: split
@@ -82,22 +82,35 @@ class NODESRModel(SRModel):
         paths = data.get("lq_path") or []
         self._batch_names = [Path(p).stem for p in ([paths] if isinstance(paths, str) else paths)]
 
+    def training_stages(self, current_iter: int) -> list[LossStage]:
+        """SRModel's losses as one generator stage (the engine runs backward and the step)."""
+        return [LossStage(self.optimizer_g, self._generator_losses)]
+
+    def _generator_losses(self) -> StageLosses:
+        self.output = self.net_g(self.lq)
+        return StageLosses(sr_losses(self, self.output, self.gt))
+
     def optimize_parameters(self, current_iter: int) -> None:
-        """One SRModel step; logs `nfe_forward` / `nfe_backward`; applies `train.nfe_guard` when a solve fails
-        (MaxNFEExceeded, or torchdiffeq's dt underflow / non-finite state / step limit)."""
-        blocks = _ode_blocks(self.net_g)
-        try:
-            super().optimize_parameters(current_iter)
-        except ODESolveFailed as error:
-            self._skip_batch(error, current_iter)
-            return
-        except (AssertionError, RuntimeError) as error:
+        """One fp32 step of the stages, for BasicSR-style callers (srode's engine calls the stages itself)."""
+        optimize_stages(self, current_iter)
+
+    def training_failure(self, error: Exception, current_iter: int) -> bool:
+        """`train.nfe_guard` for a failed ODE solve (MaxNFEExceeded, or torchdiffeq's dt underflow / non-finite
+        state / step limit, in the forward or the adjoint backward solve): skip the batch (True) or stop."""
+        if not isinstance(error, ODESolveFailed):
             # the forward solve already raised SolverBreakdown; what is left comes from the adjoint backward solve
-            breakdown = as_solver_breakdown(error, "backward", sum(block.nfe_backward for block in blocks))
-            if breakdown is None:
-                raise
-            self._skip_batch(breakdown, current_iter)
-            return
+            blocks = _ode_blocks(self.net_g)
+            if not isinstance(error, AssertionError | RuntimeError):
+                return False
+            error = as_solver_breakdown(error, "backward", sum(block.nfe_backward for block in blocks))
+            if error is None:
+                return False
+        self._skip_batch(error, current_iter)
+        return True
+
+    def after_training_step(self, current_iter: int) -> None:
+        """Log `nfe_forward` / `nfe_backward` of the iteration (text log, TensorBoard, nfe_train.csv)."""
+        blocks = _ode_blocks(self.net_g)
         nfe_forward = sum(block.nfe_forward for block in blocks)
         nfe_backward = sum(block.nfe_backward for block in blocks)
         self.log_dict["nfe_forward"] = float(nfe_forward)

@@ -36,8 +36,6 @@ from srode_plugins import api
 
 # srode_plugins.api applies the BasicSR compat patches, so basicsr is imported after it
 # isort: split
-from basicsr.archs import build_network
-from basicsr.losses import build_loss
 from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_ssim
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, imwrite, tensor2img
@@ -157,24 +155,14 @@ class ContinuousResShiftModel(SRModel):
         self.get_bare_model(net).load_state_dict(strip_wrapper_prefixes(state), strict=strict)
 
     def init_training_settings(self) -> None:
-        self.net_g.train()
+        """SRModel's (EMA, pixel loss, optimizers, schedulers) with the x0 loss defaulting to MSE, plus
+        `train.lpips_opt` on the decoded x0 prediction."""
         train_opt = self.opt["train"]
-        self.ema_decay = train_opt.get("ema_decay", 0)
-        if self.ema_decay > 0:
-            get_root_logger().info(f"Use Exponential Moving Average with decay: {self.ema_decay}")
-            self.net_g_ema = build_network(self.opt["network_g"]).to(self.device)
-            load_path = self.opt["path"].get("pretrain_network_g")
-            if load_path is not None:
-                strict = self.opt["path"].get("strict_load_g", True)
-                self.load_network(self.net_g_ema, load_path, strict, "params_ema")
-            else:
-                self.model_ema(0)
-            self.net_g_ema.eval()
-        self.cri_pix = build_loss(train_opt.get("pixel_opt") or {"type": "MSELoss", "loss_weight": 1.0}).to(self.device)
+        if not train_opt.get("pixel_opt"):
+            train_opt["pixel_opt"] = {"type": "MSELoss", "loss_weight": 1.0}
+        super().init_training_settings()
         lpips_opt = dict(train_opt.get("lpips_opt") or {})
         self.cri_lpips = LPIPSLoss(**lpips_opt).to(self.device) if lpips_opt else None
-        self.setup_optimizers()
-        self.setup_schedulers()
 
     def upsample_lq(self, lq: Tensor) -> Tensor:
         """LR images (B, 3, h, w) bicubically upsampled by `scale` to the HR grid."""
@@ -186,8 +174,11 @@ class ContinuousResShiftModel(SRModel):
             net, self.schedule.kappa, self.schedule.num_timesteps, self.resshift.input_scaling, self.clip_denoised
         )
 
-    def optimize_parameters(self, current_iter: int) -> None:
-        self.optimizer_g.zero_grad()
+    def training_stages(self, current_iter: int) -> list[api.LossStage]:
+        """The x0-prediction loss (and LPIPS on the decoded prediction) as one generator stage."""
+        return [api.LossStage(self.optimizer_g, self._denoiser_losses)]
+
+    def _denoiser_losses(self) -> api.StageLosses:
         with torch.no_grad():
             x0 = self.autoencoder.encode(self.gt)
             y = self.autoencoder.encode(self.upsample_lq(self.lq))
@@ -197,11 +188,11 @@ class ContinuousResShiftModel(SRModel):
         loss_dict = {"l_x0": self.cri_pix(prediction, x0)}
         if self.cri_lpips is not None:
             loss_dict["l_lpips"] = self.cri_lpips(self.autoencoder.decode(prediction), self.gt)
-        sum(loss_dict.values()).backward()
-        self.optimizer_g.step()
-        self.log_dict = self.reduce_loss_dict(loss_dict)
-        if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)
+        return api.StageLosses(loss_dict)
+
+    def optimize_parameters(self, current_iter: int) -> None:
+        """One fp32 step of the stages, for BasicSR-style callers (srode's engine calls the stages itself)."""
+        api.optimize_stages(self, current_iter)
 
     def inference_network(self) -> torch.nn.Module:
         """The EMA network when training keeps one, else net_g."""
