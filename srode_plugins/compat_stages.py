@@ -136,6 +136,8 @@ def stock_stages(model: Any) -> StageSource | None:
     """The stages of a stock BasicSR model, chosen by the `optimize_parameters` its class uses; None for any
     other model (it keeps its own optimize_parameters)."""
     import srode_plugins.compat  # noqa: F401  (import basicsr on current torchvision)
+
+    # isort: split
     from basicsr.models.esrgan_model import ESRGANModel
     from basicsr.models.realesrgan_model import RealESRGANModel
     from basicsr.models.sr_model import SRModel
