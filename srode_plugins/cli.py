@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1, ...")
 
     evaluate = sub.add_parser(
-        "evaluate", help="PSNR/SSIM of a folder of SR outputs vs HR (standard SR protocol)",
+        "evaluate", help="PSNR/SSIM (and LPIPS/DISTS/NIQE) of a folder of SR outputs vs HR (standard SR protocol)",
         description="PSNR/SSIM on Y (BT.601) with `scale` border pixels cropped, as SR papers report them. "
         "Set5 x4 check: `basicsr data prepare --hr Set5 --scale 4 --out bench/Set5` then `basicsr evaluate "
         "--hr bench/Set5/HR --lr bench/Set5/LR_bicubic/X4 --scale 4 --bicubic` must give 28.42 dB "
@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="add a bicubic row: MATLAB-bicubic upscaling of the --lr images (without --sr: "
                           "the bicubic table alone)")
     evaluate.add_argument("--lr", help="LR folder for --bicubic, e.g. OUT/LR_bicubic/X4 from `basicsr data prepare`")
+    evaluate.add_argument("--metrics", default="psnr,ssim", metavar="NAMES",
+                          help="comma-separated: psnr, ssim (always reported) plus lpips, dists, niqe (lower is "
+                          "better; on CUDA when present; weights from the torch cache: `basicsr weights fetch "
+                          "alexnet` / `vgg16` + `dists`), e.g. psnr,ssim,lpips,dists,niqe")
 
     export = sub.add_parser(
         "export", help="write a network as safetensors, ONNX or TorchScript, verified against PyTorch",

@@ -276,6 +276,18 @@ def env() -> int:
 # ---------------------------------------------------------------- evaluate
 
 
+def _perceptual_metrics(names: str) -> tuple[str, ...]:
+    """`--metrics psnr,ssim,lpips` -> the names scored beside PSNR/SSIM, in the order given."""
+    from srode_plugins.metrics import PERCEPTUAL_METRICS
+
+    asked = [name.strip().lower() for name in names.split(",") if name.strip()]
+    known = ("psnr", "ssim", *PERCEPTUAL_METRICS)
+    unknown = [name for name in asked if name not in known]
+    if unknown:
+        raise SrodeError(f"evaluate --metrics: unknown metric(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    return tuple(dict.fromkeys(name for name in asked if name in PERCEPTUAL_METRICS))
+
+
 def evaluate(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -289,11 +301,12 @@ def evaluate(args: argparse.Namespace) -> int:
                          "bicubic baseline alone")
     channel = "rgb" if args.rgb else "y"
     lr = Path(args.lr) if args.bicubic else None
+    metrics = _perceptual_metrics(args.metrics)
     try:
         if args.sr:
-            result = evaluate_folder(Path(args.sr), Path(args.hr), args.scale, channel, args.suffix, lr)
+            result = evaluate_folder(Path(args.sr), Path(args.hr), args.scale, channel, args.suffix, lr, metrics)
         else:
-            result = evaluate_bicubic(lr, Path(args.hr), args.scale, channel)
+            result = evaluate_bicubic(lr, Path(args.hr), args.scale, channel, metrics)
     except (FileNotFoundError, ValueError) as exc:
         raise SrodeError(str(exc)) from exc
     Console().print(to_rich_table(result))

@@ -2,13 +2,14 @@
 
 The numbers come from BasicSR's own `calculate_psnr` / `calculate_ssim` (so they match `basicsr test` and
 published tables); this module pairs SR outputs with HR images, crops HR to a multiple of the scale, and
-prints per-image rows plus their mean as Markdown or a rich table.
+prints per-image rows plus their mean as Markdown or a rich table. LPIPS / DISTS / NIQE columns come from
+srode_plugins/metrics when asked for (`metrics=`, `basicsr evaluate --metrics`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -26,11 +27,13 @@ _BICUBIC_LABEL = "bicubic (mean, same images)"
 
 @dataclass(frozen=True)
 class ImageScore:
-    """PSNR (dB) and SSIM of one SR image against its HR reference."""
+    """PSNR (dB) and SSIM of one SR image against its HR reference; `perceptual`: the scores of the metrics
+    asked for beside them ("lpips", "dists", "niqe"; srode_plugins/metrics), all lower-is-better."""
 
     name: str
     psnr: float
     ssim: float
+    perceptual: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -112,20 +115,33 @@ def _lr_partner(hr_path: Path, lr_by_stem: dict[str, Path], scale: int, lr_dir: 
 
 def _mean(rows: list[ImageScore], name: str = "mean") -> ImageScore:
     # PSNR averaged in dB, as SR papers report it.
-    return ImageScore(name, float(np.mean([r.psnr for r in rows])), float(np.mean([r.ssim for r in rows])))
+    perceptual = {metric: float(np.mean([r.perceptual[metric] for r in rows])) for metric in rows[0].perceptual}
+    return ImageScore(name, float(np.mean([r.psnr for r in rows])), float(np.mean([r.ssim for r in rows])), perceptual)
 
 
-def _bicubic_rows(hr_paths: list[Path], lr_dir: Path, scale: int, channel: Channel) -> list[ImageScore]:
+def _score(name: str, sr: np.ndarray, hr: np.ndarray, scale: int, channel: Channel,
+           metrics: tuple[str, ...]) -> ImageScore:
+    psnr, ssim = psnr_ssim(sr, hr, scale, channel)
+    if not metrics:
+        return ImageScore(name, psnr, ssim)
+    from srode_plugins.metrics.val_metrics import score_images
+
+    return ImageScore(name, psnr, ssim, score_images(sr, hr[: sr.shape[0], : sr.shape[1]], metrics, scale))
+
+
+def _bicubic_rows(hr_paths: list[Path], lr_dir: Path, scale: int, channel: Channel,
+                  metrics: tuple[str, ...] = ()) -> list[ImageScore]:
     lr_by_stem = {path.stem: path for path in _images_in(lr_dir)}
     rows = []
     for hr_path in hr_paths:
         upscaled = bicubic_upscale(_read(_lr_partner(hr_path, lr_by_stem, scale, lr_dir)), scale)
-        psnr, ssim = psnr_ssim(upscaled, _read(hr_path), scale, channel)
-        rows.append(ImageScore(hr_path.stem, psnr, ssim))
+        rows.append(_score(hr_path.stem, upscaled, _read(hr_path), scale, channel, metrics))
     return rows
 
 
-def evaluate_bicubic(lr_dir: Path, hr_dir: Path, scale: int, channel: Channel = "y") -> EvaluationResult:
+def evaluate_bicubic(
+    lr_dir: Path, hr_dir: Path, scale: int, channel: Channel = "y", metrics: tuple[str, ...] = ()
+) -> EvaluationResult:
     """Score MATLAB-bicubic upscaling (`bicubic_upscale`) of every LR partner of every image in `hr_dir`.
 
     The LR partner of HR `<stem>.*` is `<stem>.*` or `<stem>x<scale>.*` in `lr_dir`. With LR made by
@@ -135,7 +151,7 @@ def evaluate_bicubic(lr_dir: Path, hr_dir: Path, scale: int, channel: Channel = 
     hr_paths = _images_in(hr_dir)
     if not hr_paths:
         raise FileNotFoundError(f"HR folder '{hr_dir}' holds no images ({', '.join(IMAGE_SUFFIXES)}).")
-    rows = _bicubic_rows(hr_paths, lr_dir, scale, channel)
+    rows = _bicubic_rows(hr_paths, lr_dir, scale, channel, metrics)
     return EvaluationResult(rows, _mean(rows), scale, channel, source="bicubic from LR")
 
 
@@ -167,12 +183,14 @@ def evaluate_folder(
     channel: Channel = "y",
     sr_suffix: str = "",
     bicubic_lr_dir: Path | None = None,
+    metrics: tuple[str, ...] = (),
 ) -> EvaluationResult:
     """Score every image in `sr_dir` against its HR partner in `hr_dir` (same stem, or the stem without
     `sr_suffix` and a DIV2K-style `x<scale>`), with `psnr_ssim`.
 
     With `bicubic_lr_dir`, also score MATLAB-bicubic upscaling of the LR partners of the same HR images
-    (`evaluate_bicubic`) and report their mean as the `bicubic` row.
+    (`evaluate_bicubic`) and report their mean as the `bicubic` row. `metrics`: names from
+    srode_plugins.metrics.PERCEPTUAL_METRICS scored beside PSNR/SSIM, with the same `scale` border cropped.
 
     Returns:
         Rows sorted by file name and their mean (PSNR averaged in dB, as SR papers report it).
@@ -186,12 +204,11 @@ def evaluate_folder(
     hr_paths = []
     for sr_path in sr_paths:
         hr_path = _hr_partner(sr_path, hr_by_stem, scale, sr_suffix)
-        psnr, ssim = psnr_ssim(_read(sr_path), _read(hr_path), scale, channel)
-        rows.append(ImageScore(sr_path.stem, psnr, ssim))
+        rows.append(_score(sr_path.stem, _read(sr_path), _read(hr_path), scale, channel, metrics))
         hr_paths.append(hr_path)
     bicubic = None
     if bicubic_lr_dir is not None:
-        bicubic = _mean(_bicubic_rows(hr_paths, bicubic_lr_dir, scale, channel), "bicubic")
+        bicubic = _mean(_bicubic_rows(hr_paths, bicubic_lr_dir, scale, channel, metrics), "bicubic")
     return EvaluationResult(rows, _mean(rows), scale, channel, bicubic=bicubic)
 
 
@@ -204,20 +221,34 @@ def _headers(result: EvaluationResult) -> tuple[str, str, str]:
     return "image", f"PSNR {channel} (dB)", f"SSIM {channel}"
 
 
+def _perceptual_cells(score: ImageScore) -> list[str]:
+    return [f"{value:.4f}" for value in score.perceptual.values()]
+
+
 def to_markdown(result: EvaluationResult) -> str:
-    """A Markdown table: one row per image, then the mean in bold; PSNR to 0.01 dB, SSIM to 4 places."""
+    """A Markdown table: one row per image, then the mean in bold; PSNR to 0.01 dB, SSIM and the perceptual
+    metrics (LPIPS, DISTS, NIQE: lower is better) to 4 places."""
     image, psnr, ssim = _headers(result)
+    extra = [name.upper() for name in result.mean.perceptual]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
     lines = [
         f"Scale x{result.scale}, {result.scale} border pixels cropped; rows: {result.source}.",
         "",
-        f"| {image} | {psnr} | {ssim} |",
-        "| --- | ---: | ---: |",
+        line([image, psnr, ssim, *extra]),
+        line(["---"] + ["---:"] * (2 + len(extra))),
     ]
-    lines += [f"| {row.name} | {_format_psnr(row.psnr)} | {row.ssim:.4f} |" for row in result.rows]
+    lines += [line([row.name, _format_psnr(row.psnr), f"{row.ssim:.4f}", *_perceptual_cells(row)])
+              for row in result.rows]
     mean = result.mean
-    lines.append(f"| **{mean.name}** | **{_format_psnr(mean.psnr)}** | **{mean.ssim:.4f}** |")
+    lines.append(line([f"**{cell}**" for cell in (mean.name, _format_psnr(mean.psnr), f"{mean.ssim:.4f}",
+                                                   *_perceptual_cells(mean))]))
     if result.bicubic is not None:
-        lines.append(f"| {_BICUBIC_LABEL} | {_format_psnr(result.bicubic.psnr)} | {result.bicubic.ssim:.4f} |")
+        bicubic = result.bicubic
+        lines.append(line([_BICUBIC_LABEL, _format_psnr(bicubic.psnr), f"{bicubic.ssim:.4f}",
+                           *_perceptual_cells(bicubic)]))
     return "\n".join(lines) + "\n"
 
 
@@ -230,11 +261,14 @@ def to_rich_table(result: EvaluationResult) -> Table:
     table.add_column(image)
     table.add_column(psnr, justify="right")
     table.add_column(ssim, justify="right")
+    for name in result.mean.perceptual:
+        table.add_column(name.upper(), justify="right")
     for row in result.rows:
-        table.add_row(row.name, _format_psnr(row.psnr), f"{row.ssim:.4f}")
+        table.add_row(row.name, _format_psnr(row.psnr), f"{row.ssim:.4f}", *_perceptual_cells(row))
     table.add_section()
     mean = result.mean
-    table.add_row(mean.name, _format_psnr(mean.psnr), f"{mean.ssim:.4f}", style="bold")
+    table.add_row(mean.name, _format_psnr(mean.psnr), f"{mean.ssim:.4f}", *_perceptual_cells(mean), style="bold")
     if result.bicubic is not None:
-        table.add_row(_BICUBIC_LABEL, _format_psnr(result.bicubic.psnr), f"{result.bicubic.ssim:.4f}")
+        bicubic = result.bicubic
+        table.add_row(_BICUBIC_LABEL, _format_psnr(bicubic.psnr), f"{bicubic.ssim:.4f}", *_perceptual_cells(bicubic))
     return table

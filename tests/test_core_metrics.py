@@ -275,3 +275,48 @@ def test_networks_are_built_once_per_device(random_backbones, photo):
     lpips_distance(clean, clean)
     lpips_distance(clean, clean)
     assert scores._lpips_on.cache_info().misses == 1 and scores._lpips_on.cache_info().hits == 1
+
+
+# ---------------------------------------------------------------- basicsr evaluate --metrics
+
+
+def test_evaluate_metrics_adds_lpips_and_niqe_columns_scored_with_the_scale_border_cropped(
+        random_backbones, tmp_path):
+    import cv2
+    from basicsr.metrics import calculate_niqe
+
+    from srode_plugins import cli
+
+    scale = 2
+    (tmp_path / "hr").mkdir()
+    (tmp_path / "sr").mkdir()
+    # 200x200: several NIQE blocks, which BasicSR's NIQE needs for its covariance
+    pictures = {"coffee": skimage.data.coffee()[:200, 100:300], "cat": skimage.data.chelsea()[:200, 100:300]}
+    for seed, (stem, rgb) in enumerate(pictures.items()):
+        cv2.imwrite(str(tmp_path / "hr" / f"{stem}.png"), rgb[..., ::-1])
+        cv2.imwrite(str(tmp_path / "sr" / f"{stem}.png"), with_noise(rgb, 10, seed)[..., ::-1])
+    markdown = tmp_path / "table.md"
+    assert cli.main(["evaluate", "--sr", str(tmp_path / "sr"), "--hr", str(tmp_path / "hr"), "--scale", str(scale),
+                     "--metrics", "psnr,ssim,lpips,niqe", "--markdown", str(markdown)]) == 0
+
+    lines = markdown.read_text().splitlines()
+    assert lines[2] == "| image | PSNR Y (dB) | SSIM Y | LPIPS | NIQE |"
+    rows = {cells[0]: [float(c) for c in cells[1:]] for cells in
+            ([c.strip() for c in line.strip("|").split("|")] for line in lines[4:6])}
+    for seed, (stem, rgb) in enumerate(pictures.items()):
+        sr = with_noise(rgb, 10, seed)
+        inner = slice(scale, -scale)
+        lpips_value = float(lpips_distance(as_tensor(sr[inner, inner]), as_tensor(rgb[inner, inner])))
+        niqe_value = calculate_niqe(np.ascontiguousarray(sr[..., ::-1]), crop_border=scale)
+        assert rows[stem][2] == pytest.approx(lpips_value, abs=1e-4)
+        assert rows[stem][3] == pytest.approx(niqe_value, rel=1e-2)
+    mean = [float(c.strip().strip("*")) for c in lines[6].strip("|").split("|")[1:]]
+    assert mean[2] == pytest.approx((rows["coffee"][2] + rows["cat"][2]) / 2, abs=1e-4)
+
+
+def test_evaluate_refuses_an_unknown_metric_naming_the_choices(tmp_path, capsys):
+    from srode_plugins import cli
+
+    assert cli.main(["evaluate", "--sr", str(tmp_path), "--hr", str(tmp_path), "--scale", "4",
+                     "--metrics", "psnr,fid"]) != 0
+    assert "unknown metric(s) fid; choose from psnr, ssim, lpips, dists, niqe" in capsys.readouterr().err

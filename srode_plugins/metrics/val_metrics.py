@@ -23,7 +23,7 @@ from torch import Tensor
 from srode_plugins.errors import OptionError
 from srode_plugins.metrics.scores import dists_distance, lpips_distance, niqe_score
 
-__all__ = ["dists", "image_tensor", "lpips", "metric_device", "niqe"]
+__all__ = ["dists", "image_tensor", "lpips", "metric_device", "niqe", "score_images"]
 
 logger = logging.getLogger("basicsr")
 _WARNED_BETTER: set[str] = set()
@@ -122,3 +122,12 @@ def niqe(
     _check_better("NIQE", better)
     return float(niqe_score(image_tensor(img, metric_device(device)), crop_border=crop_border,
                             color_space=color_space))
+
+
+_BY_NAME = {"lpips": lpips, "dists": dists, "niqe": niqe}
+
+
+def score_images(sr: np.ndarray, hr: np.ndarray, names: tuple[str, ...], crop_border: int) -> dict[str, float]:
+    """{name: score} of the metrics `names` (from PERCEPTUAL_METRICS) for one (H, W, 3) BGR SR image and its
+    same-size HR reference, `crop_border` pixels cropped: what `basicsr evaluate --metrics` adds to PSNR/SSIM."""
+    return {name: _BY_NAME[name](sr, hr, crop_border=crop_border, better="lower") for name in names}
