@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from srode_plugins import __version__
-from srode_plugins.discovery import catalog
+from srode_plugins.discovery import CORE_COMMANDS, catalog
 from srode_plugins.errors import SrodeError
 
 
@@ -142,7 +142,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "(EDSR, SRGANModel, L1Loss, Adam, ...); default: every core section")
     schema.add_argument("--markdown", action="store_true", help="the whole reference as Markdown (docs/options.md)")
 
-
     data = sub.add_parser("data", help="dataset preparation")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     prepare = data_sub.add_parser("prepare", help="HR folder -> bicubic LR (MATLAB-style), crops, LMDB")
@@ -156,15 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _plugin_commands() -> dict[str, str]:
-    commands: dict[str, str] = {}
-    for info in catalog().plugins.values():
-        commands.update(info.commands)
-    return commands
+def _plugin_commands() -> list[str]:
+    """Names of the installed plugins' commands (never one of the core's)."""
+    return sorted(catalog().command_providers())
 
 
 def _run_plugin_command(name: str, argv: list[str]) -> int:
-    target = _plugin_commands()[name]
+    target = catalog().command(name)
     module_name, _, attr = target.partition(":")
     import srode_plugins.compat  # noqa: F401  (plugin commands may import basicsr)
 
@@ -233,7 +230,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and argv[0] in _plugin_commands():
+        if argv and argv[0] not in CORE_COMMANDS and argv[0] in _plugin_commands():
             return _run_plugin_command(argv[0], argv[1:])
         parser = build_parser()
         args = parser.parse_args(argv)

@@ -15,6 +15,9 @@ from srode_plugins import API_VERSION
 
 GROUP_PREFIX = "srode."
 META_GROUPS = ("api", "options", "plugin", "commands")
+# `basicsr <command>` names the core owns; a plugin command with one of these names is refused, never dispatched.
+CORE_COMMANDS = frozenset({"train", "test", "infer", "evaluate", "export", "env", "demo", "plugins", "options",
+                           "data", "weights"})
 # Kinds that map onto BasicSR's own registries; any other kind lives in srode's registry.
 BASICSR_KINDS = ("archs", "models", "losses", "datasets", "metrics")
 CORE_DISTRIBUTION = "srode-plugins"
@@ -124,6 +127,26 @@ class Catalog:
     def names(self, kind: str) -> list[str]:
         return sorted({c.name for info in self.plugins.values() for c in info.components.get(kind, [])})
 
+    def command_providers(self) -> dict[str, list[tuple[str, str]]]:
+        """{command: [(distribution, "module:function"), ...]} for every plugin command (core names left out)."""
+        found: dict[str, list[tuple[str, str]]] = {}
+        for info in sorted(self.plugins.values(), key=lambda i: i.distribution):
+            for name, target in info.commands.items():
+                if name not in CORE_COMMANDS:
+                    found.setdefault(name, []).append((info.distribution, target))
+        return found
+
+    def command(self, name: str) -> str:
+        """The "module:function" of plugin command `name`; two distributions offering it is an error naming both."""
+        providers = self.command_providers()[name]
+        if len(providers) > 1:
+            from srode_plugins.errors import DuplicateComponentError
+
+            raise DuplicateComponentError(
+                f"command 'basicsr {name}' is provided by {' and '.join(d for d, _ in providers)}; uninstall one of "
+                "them (pip uninstall ...) or ask its authors to rename the command")
+        return providers[0][1]
+
     def kind_of(self, name: str) -> list[str]:
         return sorted({c.kind for info in self.plugins.values() for cs in info.components.values()
                        for c in cs if c.name == name})
@@ -166,8 +189,9 @@ def scan() -> Catalog:
         elif group not in META_GROUPS:
             info.components.setdefault(group, []).append(Component(group, ep.name, ep.value, dist_name))
     conflicts = _find_conflicts(plugins)
+    command_owners = {info.distribution: set(info.commands) for info in plugins.values()}
     for info in plugins.values():
-        _check_plugin(info, conflicts)
+        _check_plugin(info, conflicts, command_owners)
     return Catalog(plugins=plugins, conflicts=conflicts)
 
 
@@ -180,7 +204,8 @@ def _find_conflicts(plugins: dict[str, PluginInfo]) -> dict[tuple[str, str], lis
     return {k: v for k, v in by_key.items() if len({c.distribution for c in v}) > 1}
 
 
-def _check_plugin(info: PluginInfo, conflicts: dict[tuple[str, str], list[Component]]) -> None:
+def _check_plugin(info: PluginInfo, conflicts: dict[tuple[str, str], list[Component]],
+                  command_owners: dict[str, set[str]]) -> None:
     if _canonical(info.distribution) != CORE_DISTRIBUTION:
         if info.api_required is None:
             info.problems.append(
@@ -196,6 +221,14 @@ def _check_plugin(info: PluginInfo, conflicts: dict[tuple[str, str], list[Compon
             others = sorted({c.distribution for c in comps} - {info.distribution})
             info.problems.append(f"{kind[:-1] if kind.endswith('s') else kind} '{name}' also provided by "
                                  f"{', '.join(others)}")
+    for name in sorted(info.commands):
+        if name in CORE_COMMANDS:
+            info.problems.append(f"command '{name}' has the name of the core's `basicsr {name}`, which it cannot "
+                                 f"replace; rename it in {info.distribution}'s entry points (group srode.commands)")
+        others = sorted(other for other, commands in command_owners.items()
+                        if other != info.distribution and name in commands)
+        if others:
+            info.problems.append(f"command '{name}' also provided by {', '.join(others)}")
     for kind, comps in sorted(info.components.items()):
         for name in sorted({c.name for c in comps} & set(BASICSR_SUFFIXED.get(kind, ()))):
             info.notes.append(f"{kind[:-1]} '{name}' replaces BasicSR's {name}_basicsr wherever an option "

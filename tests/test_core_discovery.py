@@ -449,3 +449,54 @@ def test_a_plugin_offering_a_suffixed_name_plainly_wins_lookups_and_is_listed_as
     assert arch.__module__ == "fake_compact.archs"
     assert ARCH_REGISTRY.get("SRVGGNetCompact") is arch  # upstream's own lookup agrees
     assert ARCH_REGISTRY.get("SRVGGNetCompact_basicsr") is not arch
+
+
+# ---------------------------------------------------------------- plugin commands
+
+COMMAND_MODULE = "def main(argv):\n    print('ran', __name__, argv)\n    return 0\n"
+
+
+def test_core_commands_are_the_cli_subcommands() -> None:
+    import argparse
+
+    from srode_plugins.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == discovery.CORE_COMMANDS
+
+
+def test_a_plugin_command_named_like_a_core_command_never_shadows_it(plugins: PluginSite,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from srode_plugins.cli import main
+
+    plugins.add("srode-plugin-shadow", "fake_shadow", {"srode.commands": {"env": "fake_shadow.cli:main"}},
+                modules={"cli": COMMAND_MODULE})
+    info = discovery.catalog().plugins["srode-plugin-shadow"]
+    assert "command 'env' has the name of the core's `basicsr env`" in info.status
+    assert main(["env"]) == 0
+    assert "ran fake_shadow" not in capsys.readouterr().out and imported("fake_shadow") == []
+
+
+def test_two_plugins_with_one_command_is_an_error_naming_both(plugins: PluginSite,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from srode_plugins.cli import main
+
+    for distribution, package in (("srode-plugin-alpha", "fake_alpha"), ("srode-plugin-beta", "fake_beta")):
+        plugins.add(distribution, package, {"srode.commands": {"sweep": f"{package}.cli:main"}},
+                    modules={"cli": COMMAND_MODULE})
+    assert main(["sweep", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "command 'basicsr sweep' is provided by srode-plugin-alpha and srode-plugin-beta" in err
+    assert imported("fake_alpha") == [] and imported("fake_beta") == []
+    statuses = {name: info.status for name, info in discovery.catalog().plugins.items()}
+    assert statuses["srode-plugin-alpha"] == "broken: command 'sweep' also provided by srode-plugin-beta"
+
+
+def test_a_unique_plugin_command_runs_with_its_arguments(plugins: PluginSite,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from srode_plugins.cli import main
+
+    plugins.add("srode-plugin-solo", "fake_solo", {"srode.commands": {"solo": "fake_solo.cli:main"}},
+                modules={"cli": COMMAND_MODULE})
+    assert main(["solo", "--flag", "1"]) == 0
+    assert "ran fake_solo.cli ['--flag', '1']" in capsys.readouterr().out
