@@ -13,7 +13,7 @@ import torch
 
 import srode_plugins.compat  # noqa: F401  (makes `import basicsr` work; must come first)
 from srode_plugins import API_VERSION, __version__
-from srode_plugins.checkpoints import atomic_save, load_network_weights
+from srode_plugins.checkpoints import atomic_save, load_network_weights, read_state_dict, unwrap_state_dict
 from srode_plugins.compat import RANDOM_INIT_ENV, VGG_WEIGHT_FILES
 from srode_plugins.components import build_component, list_components, load_component
 from srode_plugins.data.demo import DemoPaths, demo_dataset, demo_options
@@ -34,7 +34,9 @@ from srode_plugins.metrics.networks import build_dists, build_lpips
 from srode_plugins.metrics.scores import dists_distance, lpips_distance, niqe_score
 from srode_plugins.options import OptionFile
 from srode_plugins.options import load as load_options
-from srode_plugins.weights import resolve_weights, torch_cache_checkpoints
+from srode_plugins.schema import Key as OptionKey
+from srode_plugins.schema import Section as OptionSection
+from srode_plugins.weights import WeightsFile, resolve_weights, torch_cache_checkpoints
 
 
 def sr_losses(model: Any, output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -43,6 +45,14 @@ def sr_losses(model: Any, output: torch.Tensor, target: torch.Tensor) -> dict[st
     from srode_plugins.compat_stages import sr_losses as stock_sr_losses
 
     return stock_sr_losses(model, output, target)
+
+
+def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = False, root: Any = None) -> Any:
+    """`basicsr train -opt opt_path [--set ...] [--demo]` in this process; returns the engine's RunResult
+    (`.iter`, `.metrics`, `.model`, `.experiments_root`, `.history`, ...)."""
+    from srode_plugins.engine.train import train as run_training
+
+    return run_training(opt_path, overrides=overrides, demo=demo, root=root)
 
 
 def get_component(kind: str, name: str) -> object:
@@ -62,6 +72,10 @@ def select_device(preference: str = "auto") -> torch.device:
 
 
 __all__ = [
+    "unwrap_state_dict",
+    "train",
+    "read_state_dict",
+    "WeightsFile",
     "API_VERSION",
     "ArchMatch",
     "DemoPaths",
@@ -70,6 +84,8 @@ __all__ = [
     "LossStage",
     "MissingWeightsError",
     "OptionFile",
+    "OptionKey",
+    "OptionSection",
     "RANDOM_INIT_ENV",
     "VGG_WEIGHT_FILES",
     "OptionError",

@@ -81,13 +81,22 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
         raise OptionError(f"option file not found (cwd: {os.getcwd()}). Check the path given to -opt.", file=str(file))
+    raw = file.read_bytes()
     try:
-        data = yaml.load(file.read_text(encoding="utf-8"), Loader=OptionLoader)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise OptionError(f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at line {line} (offset {exc.start}). Save "
+                          f"the file as UTF-8 and run again.", file=str(file)) from None
+    try:
+        data = yaml.load(text, Loader=OptionLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise OptionError(f"YAML syntax error{where}: {exc.problem}. Fix the file and run again.",
                           file=str(file)) from exc
+    except yaml.YAMLError as exc:  # e.g. a NUL or other control character (yaml.reader.ReaderError)
+        raise OptionError(f"not a YAML text: {exc}. Remove the character and run again.", file=str(file)) from None
     if not isinstance(data, dict):
         raise OptionError("an option file must be a YAML mapping (key: value lines)", file=str(file))
     return data

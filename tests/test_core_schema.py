@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from srode_plugins import options, schema
+from srode_plugins.api import OptionKey
 from srode_plugins.errors import OptionError, UnknownComponentError
 from srode_plugins.schema import core, derive, reference, resolve
 
@@ -21,21 +22,7 @@ UPSTREAM = sorted((ROOT / "tests" / "upstream_options").glob("*.yml"))
 # Upstream files that write a key BasicSR itself never reads: the strict schema names it (with the fix) instead
 # of ignoring it. EDVR's `network_g.ema_decay` even stops BasicSR's own build_network with a TypeError.
 UPSTREAM_UNREAD = {"train_EDVR_L_x4_SR_REDS.yml": "network_g.ema_decay", "test_RCAN.yml": "suffix"}
-TINY = {
-    "name": "tiny", "model_type": "SRModel", "scale": 2, "num_gpu": "auto",
-    "network_g": {"type": "EDSR", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 8, "num_block": 1, "upscale": 2},
-    "datasets": {"train": {"name": "t", "type": "PairedImageDataset", "dataroot_gt": "demo://train/HR",
-                           "dataroot_lq": "demo://train/LR_bicubic/X2", "gt_size": 32, "use_hflip": True,
-                           "use_rot": False, "batch_size_per_gpu": 2, "num_worker_per_gpu": 0,
-                           "io_backend": {"type": "disk"}}},
-    "train": {"total_iter": 2, "warmup_iter": -1, "ema_decay": 0.9,
-              "optim_g": {"type": "Adam", "lr": 2e-4, "weight_decay": 0, "betas": [0.9, 0.99]},
-              "scheduler": {"type": "MultiStepLR", "milestones": [1], "gamma": 0.5},
-              "pixel_opt": {"type": "L1Loss", "loss_weight": 1.0, "reduction": "mean"}},
-    "val": {"val_freq": 2, "save_img": False,
-            "metrics": {"psnr": {"type": "calculate_psnr", "crop_border": 2, "test_y_channel": True}}},
-    "logger": {"print_freq": 1, "save_checkpoint_freq": 2, "use_tb_logger": False},
-}
+TINY: dict[str, Any] = yaml.safe_load((ROOT / "tests" / "option_files" / "tiny_train.yml").read_text())
 
 
 def tiny_file(tmp_path: Path, text: str | None = None, **changes: Any) -> options.OptionFile:
@@ -175,7 +162,7 @@ class GuardPolicy:
 class DeclaringModel:
     """A model that reads `train.guard` and `family:` and declares their schema."""
 
-    option_schema = {"train.guard": GuardPolicy, "family": {"steps": schema.Key("solver steps", "int", minimum=1),
+    option_schema = {"train.guard": GuardPolicy, "family": {"steps": OptionKey("solver steps", "int", minimum=1),
                                                             "mode": ("fast", "exact")}}
 
 
@@ -247,3 +234,14 @@ def test_network_g_read_from_the_weights_is_left_to_detection_but_needs_the_weig
     auto = tiny_file(tmp_path, network_g={"type": "auto", "num_feat": 8}, path={"pretrain_network_g": "w.pth"})
     schema.validate(auto, is_train=True)
     assert refusal(tiny_file(tmp_path, network_g={"type": "auto"})).key == "network_g.type"
+
+
+@pytest.mark.parametrize(("data", "problem"), [(b"name: caf\xe9\n", "not UTF-8 text: byte 0xe9 at line 1"),
+                                               (b"name: a\x00b\n", "not a YAML text: unacceptable character #x0000")])
+def test_a_file_that_is_not_utf8_yaml_text_is_named_instead_of_a_traceback(
+        tmp_path: Path, data: bytes, problem: str) -> None:
+    file = tmp_path / "bytes.yml"
+    file.write_bytes(data)
+    with pytest.raises(OptionError) as error:
+        options.load(file)
+    assert str(error.value).startswith(f"{file}: {problem}")
