@@ -56,9 +56,8 @@ def init_from(
 
     from srode_baselines.scale_transfer import UPSAMPLER_PREFIXES, load_basicsr_params, transfer_weights
     from srode_plugins import api
-    from srode_plugins.options import load
 
-    option_file = load(opt)
+    option_file = api.load_options(opt)
     network_opt = option_file.opt.get(network)
     if not isinstance(network_opt, dict) or "type" not in network_opt:
         raise option_file.error("missing or has no 'type'; name the network to build with --network", network)

@@ -19,8 +19,6 @@ import srode_plugins.api as api
 # isort: split
 from basicsr.utils.matlab_functions import imresize
 
-from srode_plugins.evaluation import psnr_ssim
-
 SRForward = Callable[[Tensor], Tensor]
 
 
@@ -71,7 +69,7 @@ def heldout_score(upscale: Callable[[np.ndarray], np.ndarray], scale: int, warmu
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         seconds += time.perf_counter() - start
-        scores.append(psnr_ssim(sr, hr, scale))
+        scores.append(api.psnr_ssim(sr, hr, scale))
     psnr, ssim = np.mean(scores, axis=0)
     return HeldOutScore(float(psnr), float(ssim), seconds)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from srode_plugins.errors import SrodeError
+from srode_plugins.api import SrodeError, unwrap_state_dict
 
 # Layers that depend on the upsampling factor, per BasicSR arch name. EDSR's `upsample` is a stack of
 # conv + pixel-shuffle stages (one per factor 2, or one x3). RRDBNet always upsamples x4 internally and
@@ -64,7 +64,7 @@ def load_basicsr_params(path: str | os.PathLike[str], param_key: str | None = "p
                 "pass --param-key with one of those."
             )
         checkpoint = checkpoint[keys[0]]
-    return {name.removeprefix("module."): tensor for name, tensor in checkpoint.items()}
+    return unwrap_state_dict(checkpoint, None)
 
 
 def transfer_weights(

@@ -16,13 +16,12 @@ def _check_option_files() -> int:
     import torch
 
     from srode_plugins import api
-    from srode_plugins.options import load_yaml
 
     files = sorted(OPTIONS.glob("*.yml"))
     if not files:
         raise RuntimeError(f"no option files in {OPTIONS}: reinstall srode-plugin-baselines")
     for path in files:
-        opt = load_yaml(path)
+        opt = api.load_options(path).opt
         network, scale = opt["network_g"], opt["scale"]
         shrunk = {key: SHRUNK_WIDTH.get(key, value) for key, value in network.items()}
         with torch.no_grad():

@@ -51,13 +51,11 @@ def run_sweep(option_files: list[str], *, overrides: list[str] | None = None, de
     """Train every option file (training errors become a row's status, the sweep goes on)."""
     from tqdm import tqdm
 
-    from srode_plugins import options as options_mod
-    from srode_plugins.api import SrodeError
-    from srode_plugins.engine.train import train
+    from srode_plugins.api import SrodeError, load_options, train
 
     rows = []
     for option_file in tqdm(option_files, desc="sweep", unit="config"):
-        network_opt = options_mod.load(option_file, overrides).opt.get("network_g", {})
+        network_opt = load_options(option_file, overrides).opt.get("network_g", {})
         model_label, backprop = describe_network(network_opt)
         started = time.perf_counter()
         try:

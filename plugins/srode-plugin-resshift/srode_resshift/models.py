@@ -47,7 +47,6 @@ from .perceptual import LPIPSLoss
 from .samplers import ResShiftSampler, SamplingResult
 from .schedules import ContinuousSchedule, ResShiftSchedule
 from .training import TIME_SAMPLINGS, predict_x0_on_forward_samples
-from .unet import strip_wrapper_prefixes
 
 __all__ = ["ContinuousResShiftModel", "ResShiftOptions"]
 
@@ -150,9 +149,8 @@ class ContinuousResShiftModel(SRModel):
         if isinstance(checkpoint, Mapping) and (param_key in checkpoint or "params" in checkpoint):
             super().load_network(net, load_path, strict, param_key)
             return
-        state = checkpoint.get("state_dict", checkpoint)
         get_root_logger().info(f"Loading {type(net).__name__} from the bare state dict {load_path}.")
-        self.get_bare_model(net).load_state_dict(strip_wrapper_prefixes(state), strict=strict)
+        self.get_bare_model(net).load_state_dict(api.unwrap_state_dict(checkpoint, None), strict=strict)
 
     def init_training_settings(self) -> None:
         """SRModel's (EMA, pixel loss, optimizers, schedulers) with the x0 loss defaulting to MSE, plus

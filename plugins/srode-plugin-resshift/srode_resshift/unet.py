@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from timm.layers import Mlp, trunc_normal_
 from torch import Tensor, nn
+
+from srode_plugins import api
 
 ShiftMask = Literal["swin", "resshift"]
 
@@ -532,25 +534,10 @@ class UNetModelSwin(nn.Module):
         return self.out(h)
 
 
-def strip_wrapper_prefixes(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Remove the 'module.' (DataParallel / DDP) and '_orig_mod.' (torch.compile) prefixes from checkpoint keys."""
-    stripped = {}
-    for key, value in state_dict.items():
-        for prefix in ("module.", "_orig_mod."):
-            key = key.removeprefix(prefix)
-        stripped[key] = value
-    return stripped
-
-
 def load_official_checkpoint(network: nn.Module, checkpoint: str | Path) -> None:
     """Load an official ResShift checkpoint (UNet or autoencoder state_dict) into `network` with strict=True.
 
     Accepts a bare state_dict or one wrapped under 'state_dict' / 'params_ema' / 'params', with or without the
     'module.' / '_orig_mod.' prefixes.
     """
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    for wrapper in ("params_ema", "params", "state_dict"):
-        if isinstance(state, Mapping) and wrapper in state and isinstance(state[wrapper], Mapping):
-            state = state[wrapper]
-            break
-    network.load_state_dict(strip_wrapper_prefixes(state), strict=True)
+    network.load_state_dict(api.read_state_dict(checkpoint, "params_ema"), strict=True)

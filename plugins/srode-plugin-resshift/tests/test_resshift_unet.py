@@ -14,9 +14,10 @@ from srode_resshift.unet import (
     UNetModelSwin,
     load_official_checkpoint,
     shifted_window_mask,
-    strip_wrapper_prefixes,
     timestep_embedding,
 )
+
+from srode_plugins import api
 
 #: The configuration recommended for CPU tests and the demo (pixel space, 4x LR conditioning upsampled inside).
 TINY_CONFIG: dict[str, object] = {
@@ -74,7 +75,7 @@ def test_state_dict_made_from_the_manifest_loads_strictly_into_the_full_size_une
         f"module.{key}": torch.zeros(entry["shape"], dtype=dtypes[entry["dtype"]], device="meta")
         for key, entry in manifest["state_dict"].items()
     }
-    result = full_size_unet.load_state_dict(strip_wrapper_prefixes(state), strict=True, assign=True)
+    result = full_size_unet.load_state_dict(api.unwrap_state_dict(state), strict=True, assign=True)
     assert not result.missing_keys and not result.unexpected_keys
 
 
