@@ -27,7 +27,9 @@ import yaml
 STOCK = """
 import os
 import sys
-import srode_plugins.compat  # only makes `import basicsr` work on current torchvision; no engine change
+from srode_plugins import compat
+
+compat.apply()  # only makes `import basicsr` work on current torchvision; no engine change
 from basicsr.train import train_pipeline
 sys.argv = ["basicsr.train", "-opt", sys.argv[1]]
 train_pipeline(os.getcwd())
@@ -209,7 +211,9 @@ def measure_class(cls: str, args: argparse.Namespace, paths: object, work: Path)
 def bare_step_table(args: argparse.Namespace) -> None:
     import torch
 
-    import srode_plugins.compat  # noqa: F401  (import basicsr on current torchvision)
+    from srode_plugins import compat
+
+    compat.apply()  # import basicsr on current torchvision
 
     torch.set_num_threads(args.threads)
     fp32 = step_seconds(amp=False, channels_last=False, repeats=args.step_repeats)

@@ -19,7 +19,8 @@ COMMANDS = {
     "basicsr options list": [sys.executable, "-m", "srode_plugins", "options", "list"],
     "basicsr env": [sys.executable, "-m", "srode_plugins", "env"],
     'python -c "import torch"': [sys.executable, "-c", "import torch"],
-    'python -c "import basicsr" (with compat)': [sys.executable, "-c", "import srode_plugins.compat"],
+    'python -c "import basicsr" (with compat)': [sys.executable, "-c",
+                                                  "from srode_plugins import compat; compat.apply()"],
 }
 
 

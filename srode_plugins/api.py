@@ -11,8 +11,7 @@ from typing import Any
 
 import torch
 
-import srode_plugins.compat  # noqa: F401  (makes `import basicsr` work; must come first)
-from srode_plugins import API_VERSION, __version__
+from srode_plugins import API_VERSION, __version__, compat
 from srode_plugins.checkpoints import atomic_save, load_network_weights, read_state_dict, unwrap_state_dict
 from srode_plugins.compat import RANDOM_INIT_ENV, VGG_WEIGHT_FILES
 from srode_plugins.components import build_component, list_components, load_component
@@ -37,6 +36,8 @@ from srode_plugins.options import load as load_options
 from srode_plugins.schema import Key as OptionKey
 from srode_plugins.schema import Section as OptionSection
 from srode_plugins.weights import WeightsFile, resolve_weights, torch_cache_checkpoints
+
+compat.apply()  # makes `import basicsr` work for the plugin that imports this API
 
 
 def sr_losses(model: Any, output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -163,7 +163,9 @@ def _plugin_commands() -> list[str]:
 def _run_plugin_command(name: str, argv: list[str]) -> int:
     target = catalog().command(name)
     module_name, _, attr = target.partition(":")
-    import srode_plugins.compat  # noqa: F401  (plugin commands may import basicsr)
+    from srode_plugins import compat
+
+    compat.apply()  # plugin commands may import basicsr
 
     main = getattr(importlib.import_module(module_name), attr or "main")
     return int(main(argv) or 0)

@@ -231,7 +231,9 @@ def network_from_args(args: argparse.Namespace) -> tuple[Any, int]:
 
 
 def infer(args: argparse.Namespace) -> int:
-    import srode_plugins.compat  # noqa: F401
+    from srode_plugins import compat
+
+    compat.apply()
     from srode_plugins.api import select_device
     from srode_plugins.inference import upsample_images
 
@@ -246,7 +248,9 @@ def infer(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     """`basicsr export`: the network of -opt / --weights as a verified safetensors, ONNX or TorchScript file."""
-    import srode_plugins.compat  # noqa: F401
+    from srode_plugins import compat
+
+    compat.apply()
     from srode_plugins.export import export_network
 
     net, scale = network_from_args(args)

@@ -1,21 +1,25 @@
 """Every fix srode needs in upstream BasicSR 1.4.2 (PyPI), in one place.
 
-Each `_fix_*` function says what breaks, patches it only when the upstream code still has the problem
-(a no-op once upstream is fixed) and returns whether it patched. `apply()` runs them all once;
-`import srode_plugins.compat` is enough to make `import basicsr` work on current torch / torchvision.
+Each `_fix_*` function says what breaks and returns whether its patch is in place. Where a cheap behaviour probe
+can tell whether upstream still has the problem (run the upstream code on a tiny input and watch it fail), the
+fix patches only then, so it is a no-op once upstream is fixed; the others change behaviour srode needs on
+every machine (CPU / gloo, no downloads) and are always applied. Every patched function carries a `_srode`
+marker, so running a fix twice patches once: idempotent by construction, no module-level guard.
+`apply()` runs them all; nothing happens on import. The entry points call it: the CLI, `srode_plugins.api`
+(a plugin's import), the engine, and the modules that import basicsr.
 Each fix has a test in tests/test_core_compat.py that fails without it.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import difflib
 import importlib
 import importlib.util
-import inspect
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +33,28 @@ VGG_WEIGHT_FILES = {"vgg19": "vgg19-dcbb9e9d.pth", "vgg16": "vgg16-397923af.pth"
 RANDOM_INIT_ENV = "SRODE_RANDOM_INIT_PRETRAINED"
 
 
-def _source_has(obj: Any, needle: str) -> bool:
+def _ours(obj: Any) -> bool:
+    return bool(getattr(obj, "_srode", False))
+
+
+def _patch(owner: Any, attribute: str, replacement: Any, key: str) -> bool:
+    """Put `replacement` at `owner.attribute` (once: a second call finds the marker), keeping the original."""
+    current = getattr(owner, attribute)
+    if _ours(current):
+        return True
+    ORIGINALS.setdefault(key, current)
+    replacement._srode = True
+    setattr(owner, attribute, replacement)
+    return True
+
+
+def _raises(call: Callable[[], Any], *errors: type[BaseException]) -> bool:
+    """Whether `call()` raises one of `errors` (the probe of an upstream bug)."""
     try:
-        return needle in inspect.getsource(obj)
-    except (OSError, TypeError):
-        return False
+        call()
+    except errors:
+        return True
+    return False
 
 
 def _fix_functional_tensor() -> bool:
@@ -56,10 +77,19 @@ def _fix_registry() -> bool:
     # object won) and Registry.get `print`s on a fallback lookup. Raise a named error; stay quiet.
     from basicsr.utils.registry import Registry
 
-    if not _source_has(Registry._do_register, "assert"):
+    if _ours(Registry._do_register):
+        return True
+    probe = Registry("srode-probe")
+    probe._do_register("probe", 1)
+    try:
+        probe._do_register("probe", 2)
+        broken = probe._obj_map["probe"] == 2  # the duplicate silently replaced the first (`python -O`)
+    except AssertionError:
+        broken = True
+    except Exception:  # an upstream that already refuses duplicates with its own error
+        broken = False
+    if not broken:
         return False
-    ORIGINALS["Registry._do_register"] = Registry._do_register
-    ORIGINALS["Registry.get"] = Registry.get
 
     def _do_register(self: Registry, name: str, obj: Any, suffix: str | None = None) -> None:
         if isinstance(suffix, str):
@@ -80,13 +110,29 @@ def _fix_registry() -> bool:
             raise KeyError(f"No object named '{name}' found in '{self._name}' registry!")
         return found
 
-    Registry._do_register = _do_register
-    Registry.get = get
-    return True
+    _patch(Registry, "get", get, "Registry.get")
+    return _patch(Registry, "_do_register", _do_register, "Registry._do_register")
 
 
 def _qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+@contextlib.contextmanager
+def _yaml_tables_restored(yaml: Any) -> Iterator[None]:
+    """Put back the constructor / representer tables of yaml's own loaders and dumpers on exit."""
+    classes = [getattr(yaml, n) for n in ("Loader", "CLoader", "Dumper", "CDumper") if hasattr(yaml, n)]
+    saved = {(cls, table): cls.__dict__.get(table) for cls in classes
+             for table in ("yaml_constructors", "yaml_representers")}
+    try:
+        yield
+    finally:
+        for (cls, table), value in saved.items():
+            if value is None:
+                if table in cls.__dict__:
+                    delattr(cls, table)
+            else:
+                setattr(cls, table, value)
 
 
 def _fix_ordered_yaml() -> bool:
@@ -95,9 +141,12 @@ def _fix_ordered_yaml() -> bool:
     import yaml
     from basicsr.utils import options
 
-    if not _source_has(options.ordered_yaml, "Loader.add_constructor"):
-        return False
-    ORIGINALS["options.ordered_yaml"] = options.ordered_yaml
+    if _ours(options.ordered_yaml):
+        return True
+    with _yaml_tables_restored(yaml):  # the probe itself would otherwise change yaml's loaders
+        loader, _ = options.ordered_yaml()
+    if loader not in (yaml.Loader, getattr(yaml, "CLoader", None)):
+        return False  # upstream returns its own classes: yaml's stay untouched
     base_loader = getattr(yaml, "CLoader", yaml.Loader)
     base_dumper = getattr(yaml, "CDumper", yaml.Dumper)
 
@@ -118,8 +167,7 @@ def _fix_ordered_yaml() -> bool:
     def ordered_yaml() -> tuple[type, type]:
         return OrderedLoader, OrderedDumper
 
-    options.ordered_yaml = ordered_yaml
-    return True
+    return _patch(options, "ordered_yaml", ordered_yaml, "options.ordered_yaml")
 
 
 def _fix_perceptual_l2() -> bool:
@@ -127,9 +175,16 @@ def _fix_perceptual_l2() -> bool:
     from basicsr.losses import basic_loss
 
     init = basic_loss.PerceptualLoss.__init__
-    if not _source_has(init, "L2loss"):
+    if _ours(init):
+        return True
+    extractor = basic_loss.VGGFeatureExtractor
+    basic_loss.VGGFeatureExtractor = lambda **kwargs: None  # the probe needs no VGG
+    try:
+        broken = _raises(lambda: basic_loss.PerceptualLoss({"conv1_1": 1.0}, criterion="l2"), AttributeError)
+    finally:
+        basic_loss.VGGFeatureExtractor = extractor
+    if not broken:
         return False
-    ORIGINALS["PerceptualLoss.__init__"] = init
 
     def __init__(self: Any, *args: Any, criterion: str = "l1", **kwargs: Any) -> None:
         init(self, *args, criterion="l1" if criterion == "l2" else criterion, **kwargs)
@@ -139,17 +194,20 @@ def _fix_perceptual_l2() -> bool:
             self.criterion_type = "l2"
             self.criterion = torch.nn.MSELoss()
 
-    basic_loss.PerceptualLoss.__init__ = __init__
-    return True
+    return _patch(basic_loss.PerceptualLoss, "__init__", __init__, "PerceptualLoss.__init__")
 
 
 def _fix_get_optimizer() -> bool:
     # BaseModel.get_optimizer knows only Adam. Accept any torch.optim optimizer by class name (AdamW, SGD, ...).
     from basicsr.models.base_model import BaseModel
 
-    if not _source_has(BaseModel.get_optimizer, "NotImplementedError"):
+    if _ours(BaseModel.get_optimizer):
+        return True
+    import torch
+
+    param = [torch.zeros(1, requires_grad=True)]
+    if not _raises(lambda: BaseModel.get_optimizer(None, "SGD", param, lr=0.1), NotImplementedError):
         return False
-    ORIGINALS["BaseModel.get_optimizer"] = BaseModel.get_optimizer
 
     def get_optimizer(self: Any, optim_type: str, params: Any, lr: float, **kwargs: Any) -> Any:
         import torch
@@ -170,8 +228,7 @@ def _fix_get_optimizer() -> bool:
             )
         return optimizer_class(params, lr=lr, **kwargs)
 
-    BaseModel.get_optimizer = get_optimizer
-    return True
+    return _patch(BaseModel, "get_optimizer", get_optimizer, "BaseModel.get_optimizer")
 
 
 class _LocalVGGFactory:
@@ -210,11 +267,9 @@ class _LocalVGGFactory:
 
 
 def _fix_vgg_weights() -> bool:
-    # See _LocalVGGFactory.
+    # See _LocalVGGFactory. Always applied: srode never downloads, whatever upstream's torchvision call does.
     from basicsr.archs import vgg_arch
 
-    if not _source_has(vgg_arch.VGGFeatureExtractor.__init__, "pretrained=True"):
-        return False
     if isinstance(vgg_arch.vgg, _LocalVGGFactory):
         return True
     ORIGINALS["vgg_arch.vgg"] = vgg_arch.vgg
@@ -225,11 +280,11 @@ def _fix_vgg_weights() -> bool:
 def _fix_init_dist() -> bool:
     # init_dist('pytorch') picks the GPU as RANK % device_count (ZeroDivisionError on CPU, wrong GPU on
     # multi-node) and always uses nccl. Use LOCAL_RANK, and gloo when CUDA is absent.
+    # Always applied (srode's CPU/gloo DDP); a probe would need a process group.
     from basicsr.utils import dist_util, options
 
-    if not _source_has(dist_util._init_dist_pytorch, "RANK"):
-        return False
-    ORIGINALS["dist_util.init_dist"] = dist_util.init_dist
+    if _ours(dist_util.init_dist):
+        return True
 
     def init_dist(launcher: str, backend: str | None = None, **kwargs: Any) -> None:
         import torch
@@ -244,7 +299,7 @@ def _fix_init_dist() -> bool:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
         dist.init_process_group(backend=backend or ("nccl" if torch.cuda.is_available() else "gloo"), **kwargs)
 
-    dist_util.init_dist = init_dist
+    _patch(dist_util, "init_dist", init_dist, "dist_util.init_dist")
     options.init_dist = init_dist
     return True
 
@@ -252,11 +307,8 @@ def _fix_init_dist() -> bool:
 def _fix_model_to_device() -> bool:
     # BaseModel.model_to_device wraps DDP with device_ids=[torch.cuda.current_device()], which fails on a
     # CPU (gloo) run. On CPU, DDP takes device_ids=None.
+    # Always applied (srode's CPU/gloo DDP); a probe would need a process group.
     from basicsr.models.base_model import BaseModel
-
-    if not _source_has(BaseModel.model_to_device, "torch.cuda.current_device()"):
-        return False
-    ORIGINALS["BaseModel.model_to_device"] = BaseModel.model_to_device
 
     def model_to_device(self: Any, net: Any) -> Any:
         from torch.nn.parallel import DataParallel, DistributedDataParallel
@@ -270,8 +322,7 @@ def _fix_model_to_device() -> bool:
             return DataParallel(net)
         return net
 
-    BaseModel.model_to_device = model_to_device
-    return True
+    return _patch(BaseModel, "model_to_device", model_to_device, "BaseModel.model_to_device")
 
 
 def _fix_real_esrgan_on_cpu() -> bool:
@@ -281,17 +332,13 @@ def _fix_real_esrgan_on_cpu() -> bool:
     from basicsr.models.realesrgan_model import RealESRGANModel
     from basicsr.models.realesrnet_model import RealESRNetModel
 
-    patched = False
+    # Always applied: probing would build the model, which is what fails without CUDA.
     for cls in (RealESRNetModel, RealESRGANModel):
-        if _source_has(cls.__init__, ".cuda()"):
-            ORIGINALS[f"{cls.__name__}.__init__"] = cls.__init__
-            cls.__init__ = _degradations_on_model_device(cls)
-            patched = True
-        if _source_has(cls._dequeue_and_enqueue, ".cuda()"):
-            ORIGINALS[f"{cls.__name__}._dequeue_and_enqueue"] = cls._dequeue_and_enqueue
-            cls._dequeue_and_enqueue = _queue_on_batch_device(cls._dequeue_and_enqueue)
-            patched = True
-    return patched
+        _patch(cls, "__init__", _degradations_on_model_device(cls), f"{cls.__name__}.__init__")
+        if not _ours(cls._dequeue_and_enqueue):
+            _patch(cls, "_dequeue_and_enqueue", _queue_on_batch_device(cls._dequeue_and_enqueue),
+                   f"{cls.__name__}._dequeue_and_enqueue")
+    return True
 
 
 def _degradations_on_model_device(cls: type) -> Callable[..., None]:
@@ -327,11 +374,8 @@ def _fix_resume_on_cpu() -> bool:
     # basicsr.train.load_resume_state maps the state with torch.cuda.current_device() (fails without CUDA)
     # and --auto_resume looks for experiments/ relative to the working directory, not where the states are
     # written (path.training_states, which parse_options derives from the root path).
+    # Always applied: srode's checkpoint toolbox reads the states (fallbacks, clear errors).
     import basicsr.train as upstream_train
-
-    if not _source_has(upstream_train.load_resume_state, "current_device"):
-        return False
-    ORIGINALS["train.load_resume_state"] = upstream_train.load_resume_state
 
     def load_resume_state(opt: dict) -> dict | None:
         import torch
@@ -341,8 +385,7 @@ def _fix_resume_on_cpu() -> bool:
         device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else "cpu"
         return load_state(opt, device)
 
-    upstream_train.load_resume_state = load_resume_state
-    return True
+    return _patch(upstream_train, "load_resume_state", load_resume_state, "train.load_resume_state")
 
 
 def _fix_scheduler_state_loading() -> bool:
@@ -534,9 +577,7 @@ _FIXES: tuple[Callable[[], bool], ...] = (
 
 
 def apply() -> dict[str, bool]:
-    """Apply every fix once (idempotent). Returns {fix name: patched?}."""
-    if APPLIED:
-        return APPLIED
+    """Apply every fix (each is idempotent: a second call changes nothing). Returns {fix name: patch in place?}."""
     for fix in _FIXES_BEFORE_IMPORT:
         APPLIED[fix.__name__] = fix()
     importlib.import_module("basicsr")
@@ -546,5 +587,3 @@ def apply() -> dict[str, bool]:
 
 
 __all__ = ["APPLIED", "ORIGINALS", "MissingWeightsError", "apply"]
-
-apply()

@@ -135,7 +135,9 @@ def gan_stages(model: Any, current_iter: int, *, relativistic: bool = False,
 def stock_stages(model: Any) -> StageSource | None:
     """The stages of a stock BasicSR model, chosen by the `optimize_parameters` its class uses; None for any
     other model (it keeps its own optimize_parameters)."""
-    import srode_plugins.compat  # noqa: F401  (import basicsr on current torchvision)
+    from srode_plugins import compat
+
+    compat.apply()  # import basicsr on current torchvision
 
     # isort: split
     from basicsr.models.esrgan_model import ESRGANModel

@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-import srode_plugins.compat  # noqa: F401  (BasicSR must import before its registries are used)
+from srode_plugins import compat
 from srode_plugins.discovery import (
     BASICSR_KINDS,
     FIRST_PARTY_COMPONENTS,
@@ -19,6 +19,8 @@ from srode_plugins.discovery import (
     catalog,
 )
 from srode_plugins.errors import DuplicateComponentError, PluginLoadError, UnknownComponentError
+
+compat.apply()  # BasicSR must import before its registries are used
 
 STOCK_LR_SCHEDULERS = ("MultiStepLR", "MultiStepRestartLR", "CosineAnnealingRestartLR")
 # BasicSR registers some components as `<name>_basicsr` (so the Real-ESRGAN package can register the plain name)

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-import srode_plugins.compat  # noqa: F401  (before any basicsr import)
+from srode_plugins import compat
 from srode_plugins.data.prepare import IMAGE_SUFFIXES
+
+compat.apply()
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -10,6 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from srode_plugins import compat
+
+# The test modules import basicsr at module level: its fixes must be in place first (the CLI, the engine and
+# srode_plugins.api apply them at their entry points; test modules are imported before any of those run).
+compat.apply()
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 RunPython = Callable[..., subprocess.CompletedProcess]

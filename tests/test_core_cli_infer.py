@@ -13,7 +13,6 @@ import pytest
 import torch
 import yaml
 
-import srode_plugins.compat  # noqa: F401  (basicsr imports below need it)
 from srode_plugins.data.demo import demo_dataset
 
 

@@ -690,3 +690,38 @@ def test_load_network_loads_a_matching_checkpoint_and_names_a_missing_file(tmp_p
     assert torch.equal(target.tail.weight, source.tail.weight)
     with pytest.raises(OptionError, match="nothing.pth' does not exist"):
         bare_model().load_network(target, str(tmp_path / "nothing.pth"))
+
+
+# ---------------------------------------------------------------- apply(): explicit, idempotent, probe-driven
+
+
+def test_apply_twice_patches_once() -> None:
+    before = (Registry._do_register, BaseModel.get_optimizer, BaseModel.save_network, basicsr_options.ordered_yaml)
+    compat.apply()
+    compat.apply()
+    after = (Registry._do_register, BaseModel.get_optimizer, BaseModel.save_network, basicsr_options.ordered_yaml)
+    assert after == before and all(getattr(f, "_srode", False) for f in after)
+
+
+@pytest.mark.parametrize(("owner", "attribute", "fix"), [
+    (BaseModel, "get_optimizer", "_fix_get_optimizer"),
+    (basicsr_options, "ordered_yaml", "_fix_ordered_yaml"),
+    (Registry, "_do_register", "_fix_registry"),
+])
+def test_a_probe_leaves_an_upstream_that_behaves_alone(owner: Any, attribute: str, fix: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # an upstream that already behaves: srode's function without its marker stands in for it
+    patched = getattr(owner, attribute)
+    monkeypatch.setattr(owner, attribute, lambda *args, **kwargs: patched(*args, **kwargs))
+    fixed_upstream = getattr(owner, attribute)
+    assert getattr(compat, fix)() is False
+    assert getattr(owner, attribute) is fixed_upstream
+
+
+@pytest.mark.slow  # a fresh interpreter importing torch
+def test_importing_compat_changes_nothing_until_apply(run_python: Any) -> None:
+    code = ("import sys\nimport srode_plugins.compat as c\nassert not c.APPLIED and 'basicsr' not in sys.modules\n"
+            "c.apply()\nimport basicsr.utils.registry as r\nassert getattr(r.Registry._do_register, '_srode', False)\n"
+            "print('ok')\n")
+    result = run_python(["-c", code])
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]

@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import pytest
 
-import srode_plugins.compat  # noqa: F401  (before any basicsr import)
 from srode_plugins.data import prepare
 from srode_plugins.data.prepare import (
     DataError,

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-import srode_plugins.compat  # noqa: F401  (makes `import basicsr` work on current torchvision)
 from srode_plugins.data import decode_cache
 from srode_plugins.data.demo import demo_dataset
 

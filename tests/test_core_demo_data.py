@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import srode_plugins.compat  # noqa: F401  (before any basicsr import)
 from srode_plugins.data import demo
 from srode_plugins.data.demo import (
     DEMO_SCALES,

@@ -120,7 +120,9 @@ def test_the_export_command_prints_the_difference_and_names_the_detected_arch(tm
 def test_logger_save_format_safetensors_writes_networks_atomically_as_safetensors(tmp_path: Path) -> None:
     from basicsr.models.base_model import BaseModel
 
-    import srode_plugins.compat  # noqa: F401
+    from srode_plugins import compat
+
+    compat.apply()
 
     net, ema = tiny_sr_net(0), tiny_sr_net(1)
     model = SimpleNamespace(opt={"path": {"models": str(tmp_path)}, "logger": {"save_format": "safetensors"}},

@@ -309,7 +309,9 @@ def test_demo_keeps_the_crop_a_vgg_style_discriminator_is_built_for(tmp_path: Pa
                                                                     input_size: int | None) -> None:
     import torch
 
-    import srode_plugins.compat  # noqa: F401  (BasicSR imports only after it)
+    from srode_plugins import compat
+
+    compat.apply()  # BasicSR imports only after it
 
     discriminator_class = importlib.import_module("basicsr.archs.discriminator_arch").VGGStyleDiscriminator
     write_demo_manifest(tmp_path, 300)

@@ -13,8 +13,6 @@ from typing import Any
 import pytest
 import torch
 
-import srode_plugins.compat  # noqa: F401  (import basicsr on current torchvision)
-
 # isort: split
 from basicsr.models import build_model
 

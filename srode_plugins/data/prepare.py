@@ -89,7 +89,9 @@ def bicubic_downscale(img: np.ndarray, scale: int) -> np.ndarray:
     """
     import numpy as np
 
-    import srode_plugins.compat  # noqa: F401  (makes `import basicsr` work on current torchvision)
+    from srode_plugins import compat
+
+    compat.apply()  # makes `import basicsr` work on current torchvision
 
     # isort: split
     from basicsr.utils.matlab_functions import imresize
@@ -158,7 +160,7 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["srode_plugins.compat", "basicsr.utils.matlab_functions", __name__])
+    context.set_forkserver_preload([__name__])  # its resize applies the BasicSR fixes, then imports basicsr
     return context
 
 
@@ -314,7 +316,9 @@ def prepare_dataset(
 def _write_lmdb(png_dir: Path, lmdb_dir: Path) -> None:
     import cv2
 
-    import srode_plugins.compat  # noqa: F401  (makes `import basicsr` work on current torchvision)
+    from srode_plugins import compat
+
+    compat.apply()  # makes `import basicsr` work on current torchvision
 
     # isort: split
     from basicsr.utils.lmdb_util import make_lmdb_from_imgs

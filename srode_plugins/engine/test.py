@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from srode_plugins import compat
 from srode_plugins import options as options_mod
 from srode_plugins.engine import setup
 from srode_plugins.engine.logs import run_logger
@@ -62,6 +63,7 @@ def format_metrics_table(rows: dict[str, dict[str, float]]) -> str:
 def test(opt_path: str, *, overrides: list[str] | None = None, demo: bool = False, self_ensemble: bool = False,
          root: Path | None = None) -> dict[str, dict[str, float]]:
     """Evaluate an option file's model on its test/val datasets; returns {dataset: {metric: value}}."""
+    compat.apply()
     from basicsr.data import build_dataloader, build_dataset
     from basicsr.models import build_model
     from basicsr.utils import get_env_info, get_time_str, make_exp_dirs

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from srode_plugins import experiment
+from srode_plugins import compat, experiment
 from srode_plugins import options as options_mod
 from srode_plugins.checkpoints import load_resume_state
 from srode_plugins.data import checks, decode_cache
@@ -118,6 +118,7 @@ def _check_ranks_agree(model: Any, logger: logging.Logger) -> None:
 def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = False, launcher: str = "none",
           auto_resume: bool = False, root: Path | None = None) -> RunResult:
     """Run training for an option file. Returns where it ended (RunResult)."""
+    compat.apply()
     from basicsr.utils import get_env_info, get_time_str, init_tb_logger
     from basicsr.utils.options import dict2str
 
