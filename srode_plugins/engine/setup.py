@@ -1,17 +1,68 @@
-"""Turning a loaded option file into the option dict BasicSR models expect, for train or test."""
+"""The one option pipeline of `basicsr train` / `basicsr test`: an option file in, a `RunOptions` out.
+
+    load YAML -> --set overrides -> network from its weights (type: auto) -> --demo data -> typed schema
+    -> legacy keys -> components (imports only those named) -> paths -> defaults -> runtime facts
+    (device, DDP rank, seed, run folders, precision)
+
+Each step is one function below, in that order (`prepare_run` calls them); the result is what BasicSR models read
+(`RunOptions.opt`) plus the facts the engine decided (device, precision).
+"""
 
 from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from srode_plugins import options as options_mod
 from srode_plugins import schema
 from srode_plugins.components import load_component
 from srode_plugins.discovery import catalog
 from srode_plugins.options import OptionFile
+
+if TYPE_CHECKING:
+    import torch
+
+    from srode_plugins.engine.precision import Precision
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """An option file after the pipeline: validated, components imported, paths absolute, runtime filled in."""
+
+    file: Path  # the option file
+    opt: dict[str, Any]  # the complete option dict BasicSR models read
+    is_train: bool
+    dist: bool  # DDP (torchrun --launcher pytorch)
+    device: torch.device  # CUDA when num_gpu resolved to > 0, else CPU
+    precision: Precision | None  # training: the resolved amp / channels_last; None for test
+
+
+def prepare_run(opt_path: str | os.PathLike[str], overrides: list[str] | None, *, is_train: bool, root: Path,
+                demo: bool = False, launcher: str = "none", auto_resume: bool = False) -> RunOptions:
+    """Run the whole pipeline (module docstring) for `basicsr train` (is_train) or `basicsr test`."""
+    import torch
+
+    opts = options_mod.load(opt_path, overrides)
+    dist = init_distributed(launcher) if is_train else False
+    opt = prepare(opts, is_train=is_train, root=root, demo=demo, dist=dist, auto_resume=auto_resume)
+    seed_everything(opt)
+    device = torch.device("cuda" if opt["num_gpu"] > 0 else "cpu")
+    precision = resolve_precision(opt["train"], device, str(opts.file)) if is_train else None
+    return RunOptions(file=opts.file, opt=opt, is_train=is_train, dist=dist, device=device, precision=precision)
+
+
+def resolve_precision(train_opt: dict[str, Any], device: torch.device, file: str) -> Precision:
+    """Resolve `amp` / `channels_last` (auto or explicit) once per run, and write the choice back for the engine
+    and the logged option dump."""
+    from srode_plugins.engine import precision as precision_mod
+
+    facts = precision_mod.detect(device.type, device.index or 0)
+    choice = precision_mod.resolve(train_opt.get("amp"), train_opt.get("channels_last"), facts, file=file)
+    train_opt["amp"], train_opt["channels_last"] = choice.amp, choice.channels_last
+    return choice
 
 
 def resolve_device_count(opts: OptionFile) -> int:

@@ -8,7 +8,6 @@ from typing import Any
 import torch
 
 from srode_plugins import compat
-from srode_plugins import options as options_mod
 from srode_plugins.engine import setup
 from srode_plugins.engine.logs import run_logger
 
@@ -69,9 +68,7 @@ def test(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fals
     from basicsr.utils import get_env_info, get_time_str, make_exp_dirs
 
     root = (root or Path.cwd()).resolve()
-    opts = options_mod.load(opt_path, overrides)
-    opt = setup.prepare(opts, is_train=False, root=root, demo=demo)
-    setup.seed_everything(opt)
+    opt = setup.prepare_run(opt_path, overrides, is_train=False, root=root, demo=demo).opt
     make_exp_dirs(opt)
     log_file = Path(opt["path"]["log"]) / f"test_{opt['name']}_{get_time_str()}.log"
     logger = run_logger(log_file, opt["rank"])

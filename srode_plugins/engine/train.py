@@ -15,13 +15,12 @@ from typing import Any
 import torch
 
 from srode_plugins import compat, experiment
-from srode_plugins import options as options_mod
 from srode_plugins.checkpoints import load_resume_state
 from srode_plugins.data import checks, decode_cache
-from srode_plugins.engine import precision as precision_mod
 from srode_plugins.engine import setup
 from srode_plugins.engine.logs import run_logger
 from srode_plugins.engine.step import TrainingStep, batch_to_channels_last, compile_generator, to_channels_last
+from srode_plugins.engine.wandb_logging import finish_wandb, start_wandb
 from srode_plugins.errors import TrainingAborted
 
 DEFAULT_DECODE_CACHE_MB = 1024
@@ -123,14 +122,12 @@ def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fal
     from basicsr.utils.options import dict2str
 
     root = (root or Path.cwd()).resolve()
-    opts = options_mod.load(opt_path, overrides)
-    dist = setup.init_distributed(launcher)
-    opt = setup.prepare(opts, is_train=True, root=root, demo=demo, dist=dist, auto_resume=auto_resume)
+    run_opts = setup.prepare_run(opt_path, overrides, is_train=True, root=root, demo=demo, launcher=launcher,
+                                 auto_resume=auto_resume)
+    opt, device, precision = run_opts.opt, run_opts.device, run_opts.precision
+    assert precision is not None
     cache_mb = _decode_cache_mb(opt["train"])
-    setup.seed_everything(opt)
-    device = torch.device("cuda" if opt["num_gpu"] > 0 else "cpu")
     torch.backends.cudnn.benchmark = True
-    precision = _resolve_precision(opt["train"], device, str(opts.file))
 
     lock = experiment.acquire_experiment_lock(opt)
     resume_state = load_resume_state(opt, device)
@@ -141,15 +138,16 @@ def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fal
     log_file = Path(opt["path"]["log"]) / f"train_{opt['name']}_{get_time_str()}.log"
     logger = run_logger(log_file, opt["rank"])
     logger.info(get_env_info())
-    logger.info(f"Option file: {opts.file}\nDevice: {device}" + dict2str(opt))
+    logger.info(f"Option file: {run_opts.file}\nDevice: {device}" + dict2str(opt))
     logger.info(precision.log_line())
+    wandb_run = start_wandb(opt, logger)  # before the TensorBoard writer, whose events wandb syncs
     tb_logger = None
     if opt["logger"].get("use_tb_logger") and opt["rank"] == 0:
         tb_logger = init_tb_logger(log_dir=str(root / "tb_logger" / opt["name"]))
 
     decode_cache.install(_decode_cache_share(cache_mb, opt))
     try:
-        return _train(opts, opt, root, dist, device, resume_state, logger, tb_logger)
+        return _train(run_opts, resume_state, logger, tb_logger)
     finally:
         cache = decode_cache.active()
         if cache is not None:
@@ -159,16 +157,8 @@ def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fal
             logger.info(f"Decoded-image cache (main process): {len(cache)} images, "
                         f"{cache.used_bytes / 2**20:.1f} MiB, {cache.hits} hits, {cache.misses} misses.{elsewhere}")
         decode_cache.uninstall()
+        finish_wandb(wandb_run)
         lock.release()
-
-
-def _resolve_precision(train_opt: dict[str, Any], device: torch.device, file: str) -> precision_mod.Precision:
-    """Resolve `amp` / `channels_last` (auto or explicit) once, and write the choice back for the engine and the
-    logged option dump."""
-    facts = precision_mod.detect(device.type, device.index or 0)
-    choice = precision_mod.resolve(train_opt.get("amp"), train_opt.get("channels_last"), facts, file=file)
-    train_opt["amp"], train_opt["channels_last"] = choice.amp, choice.channels_last
-    return choice
 
 
 def _decode_cache_mb(train_opt: dict[str, Any]) -> int:
@@ -203,12 +193,11 @@ class RunResult:
 class TrainingRun:
     """The training loop in named steps: build the model and its step, resume, iterate, finish."""
 
-    def __init__(self, opts: Any, opt: dict[str, Any], dist: bool, device: torch.device, logger: logging.Logger,
-                 tb_logger: Any) -> None:
-        self.opts, self.opt, self.dist, self.device = opts, opt, dist, device
+    def __init__(self, run_opts: setup.RunOptions, logger: logging.Logger, tb_logger: Any) -> None:
+        self.file, self.opt, self.dist, self.device = run_opts.file, run_opts.opt, run_opts.dist, run_opts.device
         self.logger, self.tb_logger = logger, tb_logger
-        self.train_opt: dict[str, Any] = opt["train"]
-        self.val_opt: dict[str, Any] | None = opt.get("val")
+        self.train_opt: dict[str, Any] = self.opt["train"]
+        self.val_opt: dict[str, Any] | None = self.opt.get("val")
         self.epoch = self.current_iter = 0
         self.resumed_from: int | None = None
         self.history: list[tuple[int, float]] = []
@@ -291,7 +280,7 @@ class TrainingRun:
     def save_interrupted(self, signal_name: str) -> None:
         self.model.save(self.epoch, self.current_iter)
         self.logger.info(f"{signal_name} received: saved a resumable state at iteration {self.current_iter} in "
-                         f"{self.opt['path']['training_states']}. Resume with: basicsr train -opt {self.opts.file} "
+                         f"{self.opt['path']['training_states']}. Resume with: basicsr train -opt {self.file} "
                          "--auto_resume")
 
     def finish(self) -> RunResult:
@@ -312,9 +301,8 @@ class TrainingRun:
                          history=self.history)
 
 
-def _train(opts: Any, opt: dict[str, Any], root: Path, dist: bool, device: torch.device, resume_state: Any,
-           logger: logging.Logger, tb_logger: Any) -> RunResult:
-    run = TrainingRun(opts, opt, dist, device, logger, tb_logger)
+def _train(run_opts: setup.RunOptions, resume_state: Any, logger: logging.Logger, tb_logger: Any) -> RunResult:
+    run = TrainingRun(run_opts, logger, tb_logger)
     run.build(resume_state)
     interrupted = run.iterate()
     if interrupted:
