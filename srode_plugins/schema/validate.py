@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from srode_plugins.engine.wandb_logging import check_wandb_options
 from srode_plugins.errors import OptionError
 from srode_plugins.options import OptionFile, extra_kind_references, get_path
 from srode_plugins.schema import core, derive, resolve
@@ -99,6 +100,8 @@ def validate(opts: OptionFile, *, is_train: bool) -> list[str]:
     walk.mapping(top, opt, "")
     check_name(opts)
     check_phases(opts, is_train)
+    if is_train:
+        check_wandb_options(opt, str(opts.file))
     check_plugin_kinds(walk)
     return walk.components
 
