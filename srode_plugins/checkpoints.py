@@ -180,6 +180,27 @@ def atomic_save_safetensors(networks: dict[str, dict[str, Any]], path: str | os.
     return _atomic_write(Path(path), lambda handle: handle.write(save(tensors, metadata=header)))
 
 
+NUMBERED_CHECKPOINT = re.compile(r"^(?P<label>.+)_(?P<iter>\d+)\.(?:pth|safetensors)$")
+
+
+def prune_checkpoints(models: str | os.PathLike[str], states: str | os.PathLike[str], keep_last: int) -> list[Path]:
+    """`logger.keep_last: N`: delete all but the newest N iterations' checkpoints (`<net>_<iter>.pth` /
+    `.safetensors` in `models`, `<iter>.state` in `states`); `*_latest` files and N = 0 keep everything.
+    Returns the deleted files."""
+    if keep_last <= 0:
+        return []
+    models, states = Path(models), Path(states)
+    numbered = [(int(m["iter"]), path) for path in (models.iterdir() if models.is_dir() else [])
+                if (m := NUMBERED_CHECKPOINT.match(path.name))]
+    numbered += [(int(path.stem), path) for path in (states.glob("*.state") if states.is_dir() else [])
+                 if path.stem.isdigit()]
+    keep = set(sorted({it for it, _ in numbered}, reverse=True)[:keep_last])
+    removed = [path for it, path in numbered if it not in keep]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
 def latest_training_state(folder: str | os.PathLike[str]) -> Path | None:
     """The `<iter>.state` file with the highest iteration in `folder`, or None."""
     folder = Path(folder)

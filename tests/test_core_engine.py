@@ -250,3 +250,17 @@ def test_compile_option_trains_and_saves_plain_state_dict_keys(tmp_path: Path, m
     assert hasattr(summary.model.net_g, "_orig_mod")  # really compiled
     state = torch.load(tmp_path / "experiments" / "compiled" / "models" / "net_g_latest.pth", weights_only=True)
     assert "conv_first.weight" in state["params"] and not any("_orig_mod" in k for k in state["params"])
+
+
+def test_keep_last_keeps_only_the_newest_checkpoints_and_states(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from srode_plugins.engine.train import train
+
+    monkeypatch.chdir(tmp_path)
+    opt = tiny_option("keep", TINY_EDSR, total_iter=5)
+    opt["logger"] |= {"save_checkpoint_freq": 1, "keep_last": 2}
+    train(str(write_option(tmp_path, opt)), root=tmp_path)
+    experiment = tmp_path / "experiments" / "keep"
+    assert sorted(p.name for p in (experiment / "models").iterdir()) == ["net_g_4.pth", "net_g_5.pth",
+                                                                         "net_g_latest.pth"]
+    assert sorted(p.name for p in (experiment / "training_states").iterdir()) == ["4.state", "5.state"]

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from srode_plugins import compat, experiment
-from srode_plugins.checkpoints import load_resume_state
+from srode_plugins.checkpoints import load_resume_state, prune_checkpoints
 from srode_plugins.data import checks, decode_cache
 from srode_plugins.engine import setup
 from srode_plugins.engine.logs import run_logger
@@ -259,11 +259,21 @@ class TrainingRun:
         if it % self.opt["logger"]["print_freq"] == 0:
             self._log(log)
         if it % self.opt["logger"]["save_checkpoint_freq"] == 0:
-            model.save(self.epoch, it)
+            self.save(it)
         if self.val_opt is not None and self.val_loaders and it % self.val_opt.get("val_freq", 10**12) == 0:
             self.validate()
             return _validation_wants_stop(model, self.logger)
         return False
+
+    def save(self, current_iter: int) -> None:
+        """Weights and a resumable state of this iteration; `logger.keep_last: N` then drops older ones."""
+        self.model.save(self.epoch, current_iter)
+        keep_last = int(self.opt["logger"].get("keep_last") or 0)
+        if keep_last and self.opt["rank"] == 0:
+            paths = self.opt["path"]
+            removed = prune_checkpoints(paths["models"], paths["training_states"], keep_last)
+            if removed:
+                self.logger.info(f"logger.keep_last: {keep_last}: removed {len(removed)} older checkpoint file(s).")
 
     def _log(self, log: dict[str, float]) -> None:
         if log:
@@ -278,7 +288,7 @@ class TrainingRun:
             self.model.validation(loader, self.current_iter, self.tb_logger, self.val_opt["save_img"])
 
     def save_interrupted(self, signal_name: str) -> None:
-        self.model.save(self.epoch, self.current_iter)
+        self.save(self.current_iter)
         self.logger.info(f"{signal_name} received: saved a resumable state at iteration {self.current_iter} in "
                          f"{self.opt['path']['training_states']}. Resume with: basicsr train -opt {self.file} "
                          "--auto_resume")
@@ -287,7 +297,7 @@ class TrainingRun:
         """Save the last and the final weights, validate once more, check DDP ranks agree."""
         self.logger.info(f"End of training after {datetime.timedelta(seconds=int(time.time() - self.start_time))}; "
                          f"{self.step.skipped_total} step(s) skipped for non-finite losses.")
-        self.model.save(self.epoch, self.current_iter)
+        self.save(self.current_iter)
         self.model.save(epoch=-1, current_iter=-1)
         if self.val_opt is not None and self.val_loaders:
             self.validate()
