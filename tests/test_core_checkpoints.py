@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -10,12 +14,14 @@ from torch import nn
 
 from srode_plugins.checkpoints import (
     atomic_save,
+    clean_stale_temp_files,
     describe_mismatch,
     latest_training_state,
     load_network_weights,
+    load_resume_state,
     read_state_dict,
 )
-from srode_plugins.errors import OptionError
+from srode_plugins.errors import CheckpointError, OptionError
 
 
 class Unpicklable:
@@ -116,3 +122,119 @@ def test_a_shape_mismatch_is_refused_even_when_not_strict(tmp_path: Path) -> Non
 def test_loading_a_missing_checkpoint_names_the_option_and_file(tmp_path: Path) -> None:
     with pytest.raises(OptionError, match=r"option '--weights': checkpoint '.*nothing\.pth' does not exist"):
         load_network_weights(nn.Conv2d(1, 1, 1), tmp_path / "nothing.pth", option_key="--weights")
+
+
+def test_checkpoint_files_get_the_mode_the_umask_gives_new_files(tmp_path: Path) -> None:
+    previous = os.umask(0o027)
+    try:
+        path = atomic_save({"v": torch.zeros(1)}, tmp_path / "net_g_1.pth")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640  # 0o666 & ~0o027, not mkstemp's 0o600
+
+
+def test_the_folder_is_fsynced_after_the_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    atomic_save({"v": torch.zeros(1)}, tmp_path / "5.state")
+    assert synced == ["file", "dir"]
+
+
+@pytest.mark.parametrize(("code", "fix"), [(errno.ENOSPC, "free disk space"), (errno.EACCES, "writable"),
+                                           (errno.EIO, "check the disk")])
+def test_an_os_error_during_a_save_is_one_line_and_keeps_the_previous_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, fix: str) -> None:
+    target = atomic_save({"iter": 4}, tmp_path / "4.state")
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(CheckpointError) as info:
+        atomic_save({"iter": 5}, target)
+    message = str(info.value)
+    assert message.startswith(f"could not write checkpoint '{target}': {os.strerror(code)} (errno "
+                              f"{errno.errorcode[code]})")
+    assert fix in message and "--auto_resume" in message and "\n" not in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    monkeypatch.undo()
+    assert torch.load(target) == {"iter": 4}
+    assert [p.name for p in tmp_path.iterdir()] == ["4.state"]
+
+
+def test_stale_temp_files_are_removed_and_checkpoints_kept(tmp_path: Path) -> None:
+    for name in (".net_g_5.pth.abc12_xy.tmp", ".5.state.q1w2e3r4.tmp", "net_g_4.pth", "4.state", "my.tmp"):
+        (tmp_path / name).write_bytes(b"x")
+    removed = clean_stale_temp_files(tmp_path, tmp_path / "missing")
+    assert sorted(p.name for p in removed) == [".5.state.q1w2e3r4.tmp", ".net_g_5.pth.abc12_xy.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["4.state", "my.tmp", "net_g_4.pth"]
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    (lambda good: b"", "is empty"),
+    (lambda good: good[: len(good) // 2], "cannot be loaded: it is truncated"),
+    (lambda good: b"plain text, not a checkpoint", "cannot be loaded"),
+])
+def test_a_damaged_pretrained_checkpoint_names_the_option_and_the_file(tmp_path: Path, content, reason: str) -> None:
+    good = tmp_path / "good.pth"
+    torch.save({"params": nn.Linear(2, 2).state_dict()}, good)
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(content(good.read_bytes()))
+    with pytest.raises(CheckpointError) as info:
+        load_network_weights(nn.Linear(2, 2), bad, option_key="path.pretrain_network_g")
+    message = str(info.value)
+    assert message.startswith(f"option 'path.pretrain_network_g': network weights '{bad}' {reason}")
+    assert "\n" not in message
+
+
+def write_run(folder: Path, iterations: list[int]) -> dict:
+    """Training states and generator weights of `iterations`; returns the matching opt."""
+    (folder / "models").mkdir(parents=True)
+    (folder / "training_states").mkdir()
+    for iteration in iterations:
+        atomic_save({"params": {"w": torch.ones(1)}}, folder / "models" / f"net_g_{iteration}.pth")
+        atomic_save({"iter": iteration, "epoch": 0, "optimizers": [], "schedulers": []},
+                    folder / "training_states" / f"{iteration}.state")
+    return {"name": "exp", "auto_resume": True, "network_g": {"type": "EDSR"},
+            "path": {"models": str(folder / "models"), "training_states": str(folder / "training_states"),
+                     "resume_state": None}}
+
+
+def test_auto_resume_skips_a_truncated_newest_state_and_says_why(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    opt = write_run(tmp_path, [2, 4, 6])
+    newest = tmp_path / "training_states" / "6.state"
+    newest.write_bytes(newest.read_bytes()[:50])
+    (tmp_path / "models" / "net_g_4.pth").write_bytes(b"")  # iteration 4's weights are damaged too
+
+    with caplog.at_level(logging.WARNING, logger="basicsr"):
+        state = load_resume_state(opt, "cpu")
+
+    assert state["iter"] == 2 and opt["path"]["pretrain_network_g"] == str(tmp_path / "models" / "net_g_2.pth")
+    assert f"training state '{newest}' cannot be loaded" in caplog.text
+    assert f"'{tmp_path / 'models' / 'net_g_4.pth'}' is empty" in caplog.text
+    assert "Resuming from" in caplog.text and "(2 newer state(s) skipped)" in caplog.text
+
+
+def test_auto_resume_with_no_loadable_state_is_one_line_naming_the_folder(tmp_path: Path) -> None:
+    opt = write_run(tmp_path, [2])
+    (tmp_path / "training_states" / "2.state").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"none of the 1 training states in '.*training_states' can be loaded "
+                                              r"\(newest: training state '.*2.state' is empty"):
+        load_resume_state(opt, "cpu")
+
+
+def test_an_unreadable_resume_state_option_names_the_key(tmp_path: Path) -> None:
+    opt = write_run(tmp_path, [2])
+    state = tmp_path / "training_states" / "2.state"
+    state.write_bytes(state.read_bytes()[:10])
+    opt.update(auto_resume=False)
+    opt["path"]["resume_state"] = str(state)
+    with pytest.raises(CheckpointError, match=r"^option 'path.resume_state': training state '.*2.state' cannot"):
+        load_resume_state(opt, "cpu")
