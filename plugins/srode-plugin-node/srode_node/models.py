@@ -62,6 +62,8 @@ class NFEGuardPolicy:
 class NODESRModel(SRModel):
     """SRModel for NODESRNet generators: NFE logging, the max-NFE policy and per-image test NFE."""
 
+    option_schema = {"train.nfe_guard": NFEGuardPolicy}  # checked key by key before anything is built
+
     def __init__(self, opt: dict[str, Any]) -> None:
         self.nfe_guard = NFEGuardPolicy.from_options((opt.get("train") or {}).get("nfe_guard"))
         self.skipped_batches = 0

@@ -64,3 +64,12 @@ def test_demo_option_resolves_demo_roots(tmp_path: Path) -> None:
     demo = api.demo_dataset(4)
     assert Path(opt["datasets"]["train"]["dataroot_lq"]) == demo.train_lr
     assert Path(opt["datasets"]["val"]["dataroot_gt"]) == demo.val_hr
+
+
+def test_a_typo_inside_train_nfe_guard_is_refused_before_anything_is_built() -> None:
+    from srode_plugins.api import OptionError, load_options
+    from srode_plugins.schema import validate
+
+    option = Path(__file__).parents[1] / "srode_node" / "options" / "NODE_T1_NODE_aut_discrete_x4_BSD.yml"
+    with pytest.raises(OptionError, match=r"option 'train.nfe_guard.on_exced'.*Did you mean: on_exceed"):
+        validate(load_options(option, ["train.nfe_guard.on_exced=skip"]), is_train=True)

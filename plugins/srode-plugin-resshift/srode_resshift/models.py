@@ -113,6 +113,8 @@ class ContinuousResShiftModel(SRModel):
     Images are (B, 3, H, W) in [0, 1]; the LR batch `lq` is (B, 3, H/scale, W/scale).
     """
 
+    option_schema = {"resshift": ResShiftOptions}  # the block's keys and types, checked before anything is built
+
     def __init__(self, opt: dict[str, Any]) -> None:
         self.resshift = ResShiftOptions.from_options(opt.get("resshift"))
         self.schedule: ResShiftSchedule = api.build_component(

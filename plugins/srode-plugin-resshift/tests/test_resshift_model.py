@@ -364,3 +364,13 @@ def test_clip_denoised_auto_clamps_x0_in_pixel_space_only_as_the_official_sample
     assert ContinuousResShiftModel(make_options(tmp_path, clip_denoised=False)).clip_denoised is False
     with pytest.raises(api.OptionError, match=r"resshift\.clip_denoised.*'sometimes'"):
         ContinuousResShiftModel(make_options(tmp_path, clip_denoised="sometimes"))
+
+
+def test_a_typo_inside_the_resshift_block_is_refused_before_anything_is_built():
+    from importlib import resources
+
+    from srode_plugins.schema import validate
+
+    option = str(resources.files("srode_resshift.options").joinpath("resshift_x4.yml"))
+    with pytest.raises(api.OptionError, match=r"option 'resshift.time_samplng'.*Did you mean: time_sampling"):
+        validate(api.load_options(option, ["resshift.time_samplng=discrete"]), is_train=True)
