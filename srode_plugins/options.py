@@ -348,6 +348,8 @@ def use_demo_data(opts: OptionFile) -> None:
                 dataset.pop(key, None)
                 if key == "meta_info" and is_train and dataset["type"] in LISTED_GT_DATASETS:
                     dataset[key] = str(train_meta_info(paths))
-    if "val" in opts.opt and not any(p.split("_")[0] == "val" for p in datasets):
+    # a `val:` section without a dataset to score (train files that comment theirs out) gets the demo photos;
+    # a test file's test_* datasets are the ones it scores
+    if "val" in opts.opt and not any(p.split("_")[0] in ("val", "test") for p in datasets):
         datasets["val"] = {"name": "demo_val", "type": "PairedImageDataset", "dataroot_gt": str(paths.val_hr),
                            "dataroot_lq": str(paths.val_lr), "io_backend": {"type": "disk"}, "filename_tmpl": "{}"}

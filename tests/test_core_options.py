@@ -293,6 +293,17 @@ def test_use_demo_data_points_every_dataset_at_the_demo_data(tmp_path: Path, fak
         "PairedImageDataset", str(base / "val" / "HR"), str(base / "val" / "LR_bicubic" / "X2"))
 
 
+def test_demo_scores_a_test_file_on_its_own_test_datasets_only(tmp_path: Path, fake_demo_data: list[int]) -> None:
+    opts = option_file(tmp_path, {"scale": 4, "val": {"save_img": True}, "datasets": {
+        "test_1": {"name": "Set5", "type": "PairedImageDataset"},
+        "test_2": {"name": "Set14", "type": "PairedImageDataset"}}})
+
+    options.use_demo_data(opts)
+
+    assert list(opts.opt["datasets"]) == ["test_1", "test_2"]  # no extra demo 'val' dataset beside them
+    assert opts.opt["datasets"]["test_2"]["dataroot_gt"] == str(tmp_path / "demo" / "val" / "HR")
+
+
 def write_demo_manifest(tmp_path: Path, smallest_side: int) -> None:
     sizes = {"a.png": [480, 480], "b.png": [smallest_side, 384]}
     write(tmp_path / "demo" / "manifest.json", json.dumps({"hr_sizes": {"train": sizes, "val": {}}}))
