@@ -22,7 +22,7 @@ from srode_plugins.errors import OptionError
 
 UPSTREAM_OPTIONS = Path(__file__).parent / "upstream_options"
 QUICK_RUN = ("num_gpu=0", "train.total_iter=2", "train.warmup_iter=-1", "datasets.train.batch_size_per_gpu=1",
-             "datasets.train.num_worker_per_gpu=0", "path.pretrain_network_g=~", "logger.print_freq=1",
+             "datasets.train.num_worker_per_gpu=0", "logger.print_freq=1",
              "logger.use_tb_logger=false", "logger.save_checkpoint_freq=2")
 VALIDATION_IMAGE = "chelsea.png"  # the smallest demo validation photo (451 x 300)
 # test_RCAN.yml writes `suffix`, `crop_border` and `save_img` at the top level, where BasicSR never reads them,
@@ -43,6 +43,9 @@ class Case:
     shrink: tuple[str, ...]
     tests: tuple[str, ...] = ()  # evaluate the weights the training saved
     tests_at_another_scale: tuple[str, ...] = ()  # evaluate fresh (random) weights of the test file's network
+    # the upstream file whose network gives the weights `path.pretrain_network_g` loads (fine-tuning from another
+    # scale or from the PSNR-oriented model); fresh weights of that network, shrunk alike, stand in for them
+    start_from: str | None = None
     label: str | None = None
 
     @property
@@ -52,21 +55,29 @@ class Case:
 
 CASES = [
     Case("train_EDSR_Mx2.yml", TINY_EDSR + ("datasets.train.gt_size=32",), ("test_EDSR_Mx2.yml",)),
-    Case("train_EDSR_Mx3.yml", TINY_EDSR + ("datasets.train.gt_size=24",), ("test_EDSR_Mx3.yml",)),
-    Case("train_EDSR_Mx4.yml", TINY_EDSR + ("datasets.train.gt_size=32",), ("test_EDSR_Mx4.yml",)),
+    Case("train_EDSR_Mx3.yml", TINY_EDSR + ("datasets.train.gt_size=24",), ("test_EDSR_Mx3.yml",),
+         start_from="train_EDSR_Mx2.yml"),
+    Case("train_EDSR_Mx4.yml", TINY_EDSR + ("datasets.train.gt_size=32",), ("test_EDSR_Mx4.yml",),
+         start_from="train_EDSR_Mx2.yml"),
     Case("train_EDSR_Lx2.yml", TINY_EDSR + ("datasets.train.gt_size=32",), ("test_EDSR_Lx2.yml",)),
-    Case("train_EDSR_Lx3.yml", TINY_EDSR + ("datasets.train.gt_size=24",), ("test_EDSR_Lx3.yml",)),
-    Case("train_EDSR_Lx4.yml", TINY_EDSR + ("datasets.train.gt_size=32",), ("test_EDSR_Lx4.yml",)),
+    Case("train_EDSR_Lx3.yml", TINY_EDSR + ("datasets.train.gt_size=24",), ("test_EDSR_Lx3.yml",),
+         start_from="train_EDSR_Lx2.yml"),
+    Case("train_EDSR_Lx4.yml", TINY_EDSR + ("datasets.train.gt_size=32",), ("test_EDSR_Lx4.yml",),
+         start_from="train_EDSR_Lx2.yml"),
     Case("train_RCAN_x2.yml", ("network_g.num_feat=16", "network_g.num_group=1", "network_g.num_block=1",
                                "datasets.train.gt_size=32"), tests_at_another_scale=("test_RCAN.yml",)),
     Case("train_RRDBNet_PSNR_x4.yml", TINY_RRDB + ("datasets.train.gt_size=32",), ("test_RRDBNet_PSNR_x4.yml",)),
     Case("train_ESRGAN_x4.yml", TINY_RRDB + ("network_d.num_feat=2",), ("test_ESRGAN_x4.yml",
-                                                                         "test_ESRGAN_x4_woGT.yml")),
-    Case("train_MSRResNet_x2.yml", TINY_MSRRESNET + ("datasets.train.gt_size=32",), ("test_MSRResNet_x2.yml",)),
-    Case("train_MSRResNet_x3.yml", TINY_MSRRESNET + ("datasets.train.gt_size=24",), ("test_MSRResNet_x3.yml",)),
+                                                                         "test_ESRGAN_x4_woGT.yml"),
+         start_from="train_RRDBNet_PSNR_x4.yml"),
+    Case("train_MSRResNet_x2.yml", TINY_MSRRESNET + ("datasets.train.gt_size=32",), ("test_MSRResNet_x2.yml",),
+         start_from="train_MSRResNet_x4.yml"),
+    Case("train_MSRResNet_x3.yml", TINY_MSRRESNET + ("datasets.train.gt_size=24",), ("test_MSRResNet_x3.yml",),
+         start_from="train_MSRResNet_x4.yml"),
     Case("train_MSRResNet_x4.yml", TINY_MSRRESNET + ("datasets.train.gt_size=32",), ("test_MSRResNet_x4.yml",
                                                                                       "test_MSRResNet_x4_woGT.yml")),
-    Case("train_MSRGAN_x4.yml", TINY_MSRRESNET + ("network_d.num_feat=2",), ("test_MSRGAN_x4.yml",)),
+    Case("train_MSRGAN_x4.yml", TINY_MSRRESNET + ("network_d.num_feat=2",), ("test_MSRGAN_x4.yml",),
+         start_from="train_MSRResNet_x4.yml"),
     Case("train_SwinIR_SRx2_scratch.yml", ("network_g.embed_dim=6", "network_g.depths=[1]", "network_g.num_heads=[1]",
                                            "datasets.train.gt_size=32")),
     Case("train_SwinIR_SRx4_scratch.yml", ("network_g.embed_dim=6", "network_g.depths=[1]", "network_g.num_heads=[1]",
@@ -81,13 +92,17 @@ CASES = [
                                             "datasets.train.gt_size=32")),
     Case("train_ECBSR_x4_m4c16_prelu_RGB.yml", ("network_g.num_block=1", "network_g.num_channel=4",
                                                 "datasets.train.gt_size=32")),
-    Case("train_realesrnet_x2plus.yml", TINY_RRDB + ("gt_size=64", "datasets.train.gt_size=64")),
-    Case("train_realesrnet_x4plus.yml", TINY_RRDB + ("gt_size=64", "datasets.train.gt_size=64")),
+    # Real-ESRNet x2 fine-tunes the released x4 Real-ESRGAN (strict_load_g: False: the x2 input layer differs)
+    Case("train_realesrnet_x2plus.yml", TINY_RRDB + ("gt_size=64", "datasets.train.gt_size=64"),
+         start_from="train_realesrgan_x4plus.yml"),
+    Case("train_realesrnet_x4plus.yml", TINY_RRDB + ("gt_size=64", "datasets.train.gt_size=64"),
+         start_from="train_RRDBNet_PSNR_x4.yml"),  # ESRGAN's released generator: the same RRDBNet x4
     Case("train_realesrgan_x2plus.yml", TINY_RRDB + ("gt_size=64", "datasets.train.gt_size=64",
-                                                     "network_d.num_feat=2")),
+                                                     "network_d.num_feat=2"), start_from="train_realesrnet_x2plus.yml"),
     Case("train_realesrgan_x4plus.yml", TINY_RRDB + ("gt_size=64", "datasets.train.gt_size=64",
-                                                     "network_d.num_feat=2")),
-    Case("train_LDL_Real_x4.yml", TINY_RRDB + ("gt_size=64", "datasets.train.gt_size=64", "network_d.num_feat=2")),
+                                                     "network_d.num_feat=2"), start_from="train_realesrnet_x4plus.yml"),
+    Case("train_LDL_Real_x4.yml", TINY_RRDB + ("gt_size=64", "datasets.train.gt_size=64", "network_d.num_feat=2"),
+         start_from="train_realesrnet_x4plus.yml"),
 ]
 
 
@@ -96,9 +111,18 @@ def one_image_per_dataset(opt: dict, meta_info: Path) -> list[str]:
     return [f"datasets.{phase}.meta_info_file={meta_info}" for phase in opt["datasets"] if phase != "train"]
 
 
-def quick_training(opt: dict, shrink: tuple[str, ...], meta_info: Path) -> list[str]:
+def quick_training(opt: dict, case: Case, meta_info: Path, root: Path) -> list[str]:
     validate_at_the_end = ["val.val_freq=2"] if opt.get("val") else []  # files without `val:` do not validate
-    return [*QUICK_RUN, *validate_at_the_end, *shrink, *one_image_per_dataset(opt, meta_info)]
+    start = "~"
+    if case.start_from is not None:
+        source = yaml.safe_load((UPSTREAM_OPTIONS / case.start_from).read_text())
+        start = str(fresh_weights(source, network_shrink(case), root / "start_weights.pth"))
+    return [*QUICK_RUN, f"path.pretrain_network_g={start}", *validate_at_the_end, *case.shrink,
+            *one_image_per_dataset(opt, meta_info)]
+
+
+def network_shrink(case: Case) -> tuple[str, ...]:
+    return tuple(entry for entry in case.shrink if entry.startswith("network_g."))
 
 
 def quick_test(opt: dict, network_shrink: tuple[str, ...], meta_info: Path, weights: Path) -> list[str]:
@@ -113,7 +137,8 @@ def fresh_weights(opt: dict, network_shrink: tuple[str, ...], target: Path) -> P
     for entry in network_shrink:
         key, value = entry.removeprefix("network_g.").split("=", 1)
         network[key] = yaml.safe_load(value)
-    torch.save({"params": build_network(network).state_dict()}, target)
+    state = build_network(network).state_dict()
+    torch.save({"params": state, "params_ema": state}, target)  # the Real-ESRGAN files load params_ema
     return target
 
 
@@ -158,7 +183,7 @@ def test_upstream_option_file_trains_two_iterations_and_its_test_files_evaluate_
     option = UPSTREAM_OPTIONS / case.train
     opt = yaml.safe_load(option.read_text())
 
-    result = train(str(option), overrides=quick_training(opt, case.shrink, meta_info), demo=True, root=tmp_path)
+    result = train(str(option), overrides=quick_training(opt, case, meta_info, tmp_path), demo=True, root=tmp_path)
 
     assert result.iter == 2 and result.skipped_steps == 0
     validation = opt.get("val") or {}
@@ -169,10 +194,9 @@ def test_upstream_option_file_trains_two_iterations_and_its_test_files_evaluate_
         assert list((Path(result.experiments_root) / "visualization").rglob("*_2.png"))
     weights = Path(result.experiments_root) / "models" / "net_g_latest.pth"
     assert weights.is_file()
-    network_shrink = tuple(entry for entry in case.shrink if entry.startswith("network_g."))
     for test_file in case.tests:
-        evaluate(test_file, network_shrink, meta_info, weights, tmp_path)
+        evaluate(test_file, network_shrink(case), meta_info, weights, tmp_path)
     for test_file in case.tests_at_another_scale:
         test_opt = yaml.safe_load((UPSTREAM_OPTIONS / test_file).read_text())
-        random_weights = fresh_weights(test_opt, network_shrink, tmp_path / f"fresh_{test_file}.pth")
-        evaluate(test_file, network_shrink, meta_info, random_weights, tmp_path)
+        random_weights = fresh_weights(test_opt, network_shrink(case), tmp_path / f"fresh_{test_file}.pth")
+        evaluate(test_file, network_shrink(case), meta_info, random_weights, tmp_path)
