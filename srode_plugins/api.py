@@ -56,6 +56,19 @@ def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = Fal
     return run_training(opt_path, overrides=overrides, demo=demo, root=root)
 
 
+def prepare_test_options(
+    opt_path: str, *, overrides: list[str] | None = None, demo: bool = False, root: Any = None
+) -> dict[str, Any]:
+    """The option dict `basicsr test -opt opt_path [--set ...] [--demo]` runs with: validated, components
+    resolved, paths under `root` (default: the working directory), device chosen, seeds set."""
+    from pathlib import Path
+
+    from srode_plugins.engine import setup
+
+    root = Path(root if root is not None else Path.cwd()).resolve()
+    return setup.prepare_run(opt_path, overrides, is_train=False, root=root, demo=demo).opt
+
+
 def get_component(kind: str, name: str) -> object:
     """The object registered as `name` of `kind` ("archs", "models", "samplers", ...), imported on first use."""
     return load_component(kind, name)
@@ -112,6 +125,7 @@ __all__ = [
     "load_network_weights",
     "load_options",
     "optimize_stages",
+    "prepare_test_options",
     "lpips_distance",
     "niqe_score",
     "pixel_shuffle_scale",

@@ -204,9 +204,12 @@ class ContinuousResShiftModel(SRModel):
         return space_multiple // math.gcd(space_multiple, self.scale)
 
     @torch.no_grad()
-    def super_resolve(self, lq: Tensor, sampler: ResShiftSampler, seed: int | None = None) -> tuple[Tensor, int]:
-        """SR images (B, 3, H, W) in [0, 1] for LR images `lq` (B, 3, H/scale, W/scale) with `sampler`; also
-        the NFE it took. LR sides that the network cannot take are reflect-padded and the result cropped."""
+    def super_resolve(
+        self, lq: Tensor, sampler: ResShiftSampler, seed: int | None = None, schedule: ResShiftSchedule | None = None
+    ) -> tuple[Tensor, int]:
+        """SR images (B, 3, H, W) in [0, 1] for LR images `lq` (B, 3, H/scale, W/scale) with `sampler` on
+        `schedule` (default: the model's); also the NFE it took. LR sides that the network cannot take are
+        reflect-padded and the result cropped."""
         net = self.inference_network()
         was_training = net.training
         net.eval()
@@ -217,7 +220,7 @@ class ContinuousResShiftModel(SRModel):
         generator = None if seed is None else torch.Generator(device=lq.device).manual_seed(seed)
         y = self.autoencoder.encode(self.upsample_lq(padded))
         result: SamplingResult = sampler.sample(
-            self.denoiser(net).bind(padded * 2 - 1), y, self.schedule, generator=generator
+            self.denoiser(net).bind(padded * 2 - 1), y, schedule or self.schedule, generator=generator
         )
         net.train(was_training)
         output = self.autoencoder.decode(result.x0).clamp(0, 1)
