@@ -206,19 +206,19 @@ def score_rows(
     return results
 
 
-def lpips_distance(net: str = "alex", backbone_path: str | None = None, device: torch.device | None = None
-                   ) -> LpipsDistance:
-    """The core's LPIPS on (B, 3, H, W) RGB in [0, 1] -> (B,), built now so that missing weights fail before
-    any sampling: api.MissingWeightsError naming the file, `basicsr weights fetch` and --no-lpips."""
+def lpips_distance(net: str = "alex", backbone_path: str | None = None) -> LpipsDistance:
+    """The core's LPIPS on (B, 3, H, W) RGB in [0, 1] -> (B,), on the images' device. Built now, so that missing
+    weights fail before any sampling: api.MissingWeightsError naming the file, `basicsr weights fetch` and
+    --no-lpips."""
     if os.environ.get(api.RANDOM_INIT_ENV) != "1":
         backbone_path = str(api.resolve_weights(
             backbone_path, what=f"LPIPS: {net} backbone (torchvision ImageNet weights)", option_key="--lpips-backbone",
             default_name=LPIPS_BACKBONE_FILES[net], disable_hint="rerun with --no-lpips",
         ))
-    model = api.build_lpips(net, backbone_path, option_key="--lpips-backbone").to(device or torch.device("cpu"))
+    model = api.build_lpips(net, backbone_path, option_key="--lpips-backbone")
 
     def distance(sr: Tensor, hr: Tensor) -> Tensor:
         with torch.no_grad():
-            return model(sr.float() * 2 - 1, hr.float() * 2 - 1).reshape(-1)
+            return model.to(sr.device)(sr.float() * 2 - 1, hr.float() * 2 - 1).reshape(-1)
 
     return distance

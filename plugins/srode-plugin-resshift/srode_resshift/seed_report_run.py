@@ -126,9 +126,9 @@ def run_seed_report(
 ) -> list[SeedReportTable]:
     """Score every row of the protocol on every test set of `opt_path`; print and write each table."""
     console = console or Console()
+    distance = lpips_distance(lpips_net, lpips_backbone) if lpips else None
     opt, model = build_sweep_model(opt_path, list(overrides or []), demo, Path(root or Path.cwd()))
     rows = checked_rows(model, opt_path, nfe)
-    distance = lpips_distance(lpips_net, lpips_backbone, model.device) if lpips else None
     val_opt = opt.get("val") or {}
     results_root = Path(opt["path"]["results_root"])
     tables = []
