@@ -54,7 +54,8 @@ def build_sweep_model(opt_path: str, overrides: list[str], demo: bool, root: Pat
     """The prepared test options and the model they build; refuses a model that is not ContinuousResShiftModel."""
     opt = api.prepare_test_options(opt_path, overrides=overrides, demo=demo, root=root)
     if opt.get("model_type") != "ContinuousResShiftModel":
-        raise api.OptionError(f"is {opt.get('model_type')!r}; the sweep samples a ContinuousResShiftModel",
+        raise api.OptionError(f"is {opt.get('model_type')!r}; the sweep samples a ContinuousResShiftModel: "
+                              "give a ResShift option file (e.g. resshift_x4_demo.yml)",
                               file=str(opt_path), key="model_type")
     make_exp_dirs(opt)
     model = build_model(opt)
