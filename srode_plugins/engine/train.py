@@ -295,7 +295,8 @@ class TrainingRun:
 
     def finish(self) -> RunResult:
         """Save the last and the final weights, validate once more, check DDP ranks agree."""
-        self.logger.info(f"End of training after {datetime.timedelta(seconds=int(time.time() - self.start_time))}; "
+        seconds = time.time() - self.start_time
+        self.logger.info(f"End of training after {datetime.timedelta(seconds=int(seconds))} ({seconds:.2f} s); "
                          f"{self.step.skipped_total} step(s) skipped for non-finite losses.")
         self.save(self.current_iter)
         self.model.save(epoch=-1, current_iter=-1)
