@@ -124,8 +124,8 @@ def auto_amp(facts: CpuFacts | CudaFacts) -> str | None:
 
 def auto_channels_last(facts: CpuFacts | CudaFacts, amp: str | None) -> bool:
     """channels_last where it measured faster: with 16-bit autocast on native hardware (oneDNN's bf16 and
-    cuDNN's tensor-core kernels are NHWC kernels; NCHW pays a reorder per convolution). In fp32 NCHW is as
-    fast or faster (BENCHMARKS.md, core_amp_throughput)."""
+    cuDNN's tensor-core kernels are NHWC kernels; NCHW pays a reorder per convolution). In fp32 it measured
+    neutral (0.99x on AVX2, BENCHMARKS.md), so the BasicSR layout stays."""
     if amp is None:
         return False
     if isinstance(facts, CudaFacts):
@@ -148,7 +148,7 @@ def resolve(amp: Any, channels_last: Any, facts: CpuFacts | CudaFacts, file: str
     if channels_last == AUTO:
         channels_last = auto_channels_last(facts, amp)
         why.append("channels_last auto: " + ("NHWC kernels for 16-bit autocast" if channels_last
-                                               else "NCHW is as fast in fp32" if amp is None
+                                               else "no measured gain in fp32" if amp is None
                                                else "no NHWC gain expected here"))
     else:
         channels_last = bool(channels_last)
