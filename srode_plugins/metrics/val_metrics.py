@@ -90,15 +90,21 @@ def _color(image: Tensor) -> Tensor:
     return image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
 
 
+def _pair(metric: str, img: np.ndarray, img2: np.ndarray | None, crop_border: int, device: str,
+          better: str | None) -> tuple[Tensor, Tensor]:
+    """The SR image and its ground truth as (1, 3, H, W) RGB tensors in [0, 1] on the metric's device."""
+    _check_better(metric, better)
+    where = metric_device(device)
+    return (_color(image_tensor(img, where, crop_border)),
+            _color(image_tensor(_reference(metric, img2), where, crop_border)))
+
+
 def lpips(
     img: np.ndarray, img2: np.ndarray | None = None, net: str = "alex", backbone_path: str | None = None,
     crop_border: int = 0, device: str = "auto", better: str | None = None,
 ) -> float:
     """LPIPS v0.1 of the SR image `img` against the ground truth `img2` (lower is closer)."""
-    _check_better("LPIPS", better)
-    where = metric_device(device)
-    sr = _color(image_tensor(img, where, crop_border))
-    hr = _color(image_tensor(_reference("LPIPS", img2), where, crop_border))
+    sr, hr = _pair("LPIPS", img, img2, crop_border, device, better)
     return float(lpips_distance(sr, hr, net=net, backbone_path=backbone_path))
 
 
@@ -107,10 +113,7 @@ def dists(
     backbone_path: str | None = None, crop_border: int = 0, device: str = "auto", better: str | None = None,
 ) -> float:
     """DISTS of the SR image `img` against the ground truth `img2` (lower is closer)."""
-    _check_better("DISTS", better)
-    where = metric_device(device)
-    sr = _color(image_tensor(img, where, crop_border))
-    hr = _color(image_tensor(_reference("DISTS", img2), where, crop_border))
+    sr, hr = _pair("DISTS", img, img2, crop_border, device, better)
     return float(dists_distance(sr, hr, weights_path=weights_path, backbone_path=backbone_path))
 
 
