@@ -320,3 +320,18 @@ def test_evaluate_refuses_an_unknown_metric_naming_the_choices(tmp_path, capsys)
     assert cli.main(["evaluate", "--sr", str(tmp_path), "--hr", str(tmp_path), "--scale", "4",
                      "--metrics", "psnr,fid"]) != 0
     assert "unknown metric(s) fid; choose from psnr, ssim, lpips, dists, niqe" in capsys.readouterr().err
+
+
+def test_without_pyiqa_dists_and_niqe_say_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from srode_plugins.errors import OptionError
+    from srode_plugins.metrics.networks import pyiqa_module
+
+    for name in ("pyiqa", "pyiqa.archs", "pyiqa.archs.niqe_arch", "pyiqa.archs.dists_arch"):
+        monkeypatch.setitem(sys.modules, name, None)  # an entry of None makes `import` fail as if absent
+    with pytest.raises(OptionError, match=r"option 'val.metrics.niqe': NIQE needs the pyiqa package.*"
+                                          r"pip install 'srode-plugins\[metrics\]'"):
+        pyiqa_module("pyiqa.archs.niqe_arch", "NIQE", "val.metrics.niqe")
+    with pytest.raises(OptionError, match="DISTS needs the pyiqa package"):
+        pyiqa_module("pyiqa.archs.dists_arch", "DISTS", "val.metrics.dists")

@@ -115,6 +115,19 @@ def _vgg16_without_download(module: ModuleType) -> Iterator[None]:
         module.models = torchvision_models
 
 
+def pyiqa_module(name: str, metric: str, option_key: str) -> ModuleType:
+    """Import a pyiqa module (an optional dependency); its absence is one line saying how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        from srode_plugins.errors import OptionError
+
+        raise OptionError(f"{metric} needs the pyiqa package, which is not installed: pip install "
+                          "'srode-plugins[metrics]' (or drop the metric)", key=option_key) from None
+
+
 def build_dists(
     weights_path: str | None = None,
     backbone_path: str | None = None,
@@ -122,8 +135,7 @@ def build_dists(
 ) -> nn.Module:
     """A frozen pyiqa `DISTS` in eval mode on the CPU: `model(x, y)` with x, y (B, 3, H, W) RGB in [0, 1] returns
     (B,) distances. Raises MissingWeightsError when the DISTS or the VGG16 file is not on disk."""
-    from pyiqa.archs import dists_arch
-
+    dists_arch = pyiqa_module("pyiqa.archs.dists_arch", "DISTS", option_key)
     with _vgg16_without_download(dists_arch):
         model = dists_arch.DISTS(pretrained=False)
     if random_init_requested():

@@ -74,8 +74,9 @@ def niqe_score(image: Tensor, *, crop_border: int = 0, color_space: str = "ycbcr
     """NIQE (Mittal et al. 2013, pyiqa's implementation, the official pristine model) of (B, 3, H, W) RGB or
     (B, 1, H, W) grey images in [0, 1]: (B,) float64, lower is more natural. Measured on the luma of
     `color_space` ("ycbcr": BT.601 as BasicSR; "yiq": pyiqa's default), `crop_border` pixels cropped."""
-    from pyiqa.archs.niqe_arch import calculate_niqe
+    from srode_plugins.metrics.networks import pyiqa_module
 
+    calculate_niqe = pyiqa_module("pyiqa.archs.niqe_arch", "NIQE", "val.metrics.niqe").calculate_niqe
     if image.ndim != 4 or image.shape[1] not in (1, 3):
         raise ValueError(f"NIQE expects (B, 3, H, W) or (B, 1, H, W) images, got {tuple(image.shape)}")
     if color_space not in ("ycbcr", "yiq"):
