@@ -6,7 +6,6 @@ Unlike BasicSR's `parse_options`, this does no argument parsing, distributed ini
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Iterator
@@ -193,39 +192,6 @@ def extra_kind_references(opt: dict[str, Any], kinds: list[str]) -> Iterator[tup
 
 
 # ---------------------------------------------------------------- validation helpers
-
-
-def require(opts: OptionFile, key_path: str, kind: type | tuple[type, ...], hint: str) -> Any:
-    value = get_path(opts.opt, key_path)
-    if value is None:
-        raise opts.error(f"missing. {hint}", key_path)
-    if not isinstance(value, kind):
-        raise opts.error(f"value {value!r} has the wrong type ({type(value).__name__}). {hint}", key_path)
-    return value
-
-
-def coerce_number(opts: OptionFile, key_path: str, to: type) -> None:
-    """Turn YAML strings like '2e-4' (PyYAML reads them as strings) into numbers, or fail naming the key."""
-    keys = key_path.split(".")
-    parent = get_path(opts.opt, ".".join(keys[:-1])) if len(keys) > 1 else opts.opt
-    if not isinstance(parent, dict) or keys[-1] not in parent or parent[keys[-1]] is None:
-        return
-    value = parent[keys[-1]]
-    example = f"e.g. `{keys[-1]}: {1000 if to is int else 2e-4}`"
-    if isinstance(value, bool):
-        raise opts.error(f"value {value!r} must be a number, {example}", key_path)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise opts.error(f"value {value!r} must be a number, {example}", key_path) from None
-    if not math.isfinite(number):
-        raise opts.error(f"value {value!r} must be a finite number, {example}", key_path)
-    if to is int:
-        if number != int(number):
-            raise opts.error(f"value {value!r} must be a whole number, {example}", key_path)
-        parent[keys[-1]] = int(number)
-    else:
-        parent[keys[-1]] = number
 
 
 def resolve_path(opts: OptionFile, key_path: str, value: str, must_exist: bool = True, fix: str = DATA_FIX) -> str:

@@ -99,48 +99,6 @@ def test_malformed_overrides_say_what_is_wrong(tmp_path: Path, entry: str, messa
     assert str(error.value) == f"{opts.file}: {message}"
 
 
-# ---------------------------------------------------------------- validation helpers
-
-
-@pytest.mark.parametrize(("value", "to", "expected"), [
-    ("2e-4", float, 2e-4), ("1e3", int, 1000), (5.0, int, 5), ("7", int, 7), (3, float, 3.0),
-])
-def test_numbers_written_as_strings_are_coerced(tmp_path: Path, value: Any, to: type, expected: Any) -> None:
-    opts = option_file(tmp_path, {"train": {"x": value}})
-    options.coerce_number(opts, "train.x", to)
-    assert opts.opt["train"]["x"] == expected and type(opts.opt["train"]["x"]) is to
-
-
-@pytest.mark.parametrize(("value", "problem"), [
-    ("abc", "value 'abc' must be a number"),
-    (2.5, "value 2.5 must be a whole number"),
-    (True, "value True must be a number"),
-    (float("inf"), "value inf must be a finite number"),
-])
-def test_wrong_number_names_file_key_value_and_an_example(tmp_path: Path, value: Any, problem: str) -> None:
-    opts = option_file(tmp_path, {"train": {"total_iter": value}})
-    with pytest.raises(OptionError) as error:
-        options.coerce_number(opts, "train.total_iter", int)
-    assert str(error.value) == f"{opts.file}: option 'train.total_iter': {problem}, e.g. `total_iter: 1000`"
-    assert error.value.key == "train.total_iter"
-
-
-def test_coercing_an_absent_key_changes_nothing(tmp_path: Path) -> None:
-    opts = option_file(tmp_path, {"train": {}})
-    options.coerce_number(opts, "train.total_iter", int)
-    options.coerce_number(opts, "val.val_freq", int)
-    assert opts.opt == {"train": {}}
-
-
-def test_require_names_missing_and_wrongly_typed_keys(tmp_path: Path) -> None:
-    opts = option_file(tmp_path, {"network_g": "EDSR"})
-    assert options.require(option_file(tmp_path, {"name": "n"}), "name", str, "hint") == "n"
-    with pytest.raises(OptionError, match=r"option 'name': missing\. Give the experiment a name"):
-        options.require(opts, "name", str, "Give the experiment a name")
-    with pytest.raises(OptionError, match=r"option 'network_g': value 'EDSR' has the wrong type \(str\)\. Describe"):
-        options.require(opts, "network_g", dict, "Describe the generator")
-
-
 # ---------------------------------------------------------------- paths
 
 

@@ -116,6 +116,33 @@ def test_numbers_written_as_text_become_numbers_of_the_key_s_kind(tmp_path: Path
     assert opts.opt["logger"]["save_checkpoint_freq"] == 5 and type(opts.opt["logger"]["save_checkpoint_freq"]) is int
 
 
+@pytest.mark.parametrize("text", ["7", "1e3"])
+def test_a_whole_number_written_as_text_becomes_an_int(tmp_path: Path, text: str) -> None:
+    opts = tiny_file(tmp_path, train__total_iter=text)
+    schema.validate(opts, is_train=True)
+    assert opts.opt["train"]["total_iter"] == int(float(text)) and type(opts.opt["train"]["total_iter"]) is int
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("abc", "value 'abc' must be a number"),
+    (2.5, "value 2.5 must be a whole number"),
+    (True, "value True must be a number"),
+    (float("inf"), "value inf must be a finite number"),
+])
+def test_a_wrong_number_names_file_key_value_and_an_example(tmp_path: Path, value: object, problem: str) -> None:
+    error = refusal(tiny_file(tmp_path, train__total_iter=value))
+    assert error.key == "train.total_iter"
+    assert f"option 'train.total_iter': {problem}" in str(error) and "e.g. `total_iter: " in str(error)
+
+
+def test_a_missing_or_wrongly_typed_required_key_is_named(tmp_path: Path) -> None:
+    nameless = {k: v for k, v in TINY.items() if k != "name"}
+    error = refusal(tiny_file(tmp_path, text=yaml.safe_dump(nameless)))
+    assert error.key == "name" and "option 'name': missing." in str(error)
+    error = refusal(tiny_file(tmp_path, network_g="EDSR"))
+    assert error.key == "network_g" and "value 'EDSR' has the wrong type (str)" in str(error)
+
+
 @pytest.mark.parametrize("name", ["", "  ", ".", "..", "../other", "a/b", "a\\b"])
 def test_names_that_are_not_one_plain_folder_are_refused(tmp_path: Path, name: str) -> None:
     error = refusal(tiny_file(tmp_path, name=name))
