@@ -424,10 +424,8 @@ def _extend_atomic_saves() -> bool:
 
     from srode_plugins.checkpoints import atomic_save, atomic_save_safetensors
 
-    if getattr(BaseModel.save_network, "_srode", False):
+    if _ours(BaseModel.save_network):
         return True
-    ORIGINALS["BaseModel.save_network"] = BaseModel.save_network
-    ORIGINALS["BaseModel.save_training_state"] = BaseModel.save_training_state
 
     def save_network(self: Any, net: Any, net_label: str, current_iter: int, param_key: Any = "params") -> None:
         from basicsr.utils.dist_util import get_dist_info
@@ -465,10 +463,8 @@ def _extend_atomic_saves() -> bool:
             state["srode"] = extra()
         atomic_save(state, Path(self.opt["path"]["training_states"]) / f"{current_iter}.state")
 
-    save_network._srode = True  # type: ignore[attr-defined]
-    BaseModel.save_network = save_network
-    BaseModel.save_training_state = save_training_state
-    return True
+    _patch(BaseModel, "save_training_state", save_training_state, "BaseModel.save_training_state")
+    return _patch(BaseModel, "save_network", save_network, "BaseModel.save_network")
 
 
 def _extend_bare_model() -> bool:
@@ -476,18 +472,15 @@ def _extend_bare_model() -> bool:
     # original module (state-dict keys without '_orig_mod.').
     from basicsr.models.base_model import BaseModel
 
-    if getattr(BaseModel.get_bare_model, "_srode", False):
+    if _ours(BaseModel.get_bare_model):
         return True
     original = BaseModel.get_bare_model
-    ORIGINALS["BaseModel.get_bare_model"] = original
 
     def get_bare_model(self: Any, net: Any) -> Any:
         net = original(self, net)
         return getattr(net, "_orig_mod", net)
 
-    get_bare_model._srode = True  # type: ignore[attr-defined]
-    BaseModel.get_bare_model = get_bare_model
-    return True
+    return _patch(BaseModel, "get_bare_model", get_bare_model, "BaseModel.get_bare_model")
 
 
 def _extend_schedulers() -> bool:
@@ -496,10 +489,9 @@ def _extend_schedulers() -> bool:
     # name, and no scheduler at all (constant learning rate).
     from basicsr.models.base_model import BaseModel
 
-    if getattr(BaseModel.setup_schedulers, "_srode", False):
+    if _ours(BaseModel.setup_schedulers):
         return True
     original = BaseModel.setup_schedulers
-    ORIGINALS["BaseModel.setup_schedulers"] = original
 
     def setup_schedulers(self: Any) -> None:
         import torch
@@ -519,9 +511,7 @@ def _extend_schedulers() -> bool:
         for optimizer in self.optimizers:
             self.schedulers.append(factory(optimizer, **scheduler_opt))
 
-    setup_schedulers._srode = True  # type: ignore[attr-defined]
-    BaseModel.setup_schedulers = setup_schedulers
-    return True
+    return _patch(BaseModel, "setup_schedulers", setup_schedulers, "BaseModel.setup_schedulers")
 
 
 def _extend_load_network_errors() -> bool:
@@ -529,10 +519,9 @@ def _extend_load_network_errors() -> bool:
     # option and the checkpoint, and list the first few missing / unexpected / mis-shaped keys.
     from basicsr.models.base_model import BaseModel
 
-    if getattr(BaseModel.load_network, "_srode", False):
+    if _ours(BaseModel.load_network):
         return True
     original = BaseModel.load_network
-    ORIGINALS["BaseModel.load_network"] = original
 
     def load_network(self: Any, net: Any, load_path: str, strict: bool = True, param_key: str = "params") -> None:
         from basicsr.utils import get_root_logger
@@ -552,9 +541,7 @@ def _extend_load_network_errors() -> bool:
         load_network_weights(bare, load_path, option_key="path.pretrain_network_*", param_key=param_key)
         get_root_logger().info(f"Loaded {bare.__class__.__name__} from {load_path} (param key {param_key}).")
 
-    load_network._srode = True  # type: ignore[attr-defined]
-    BaseModel.load_network = load_network
-    return True
+    return _patch(BaseModel, "load_network", load_network, "BaseModel.load_network")
 
 
 _FIXES_BEFORE_IMPORT: tuple[Callable[[], bool], ...] = (_fix_functional_tensor,)
