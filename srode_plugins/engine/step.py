@@ -12,6 +12,7 @@ no loss scaling, accumulation or clipping). Nothing in torch is patched.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -161,7 +162,7 @@ class TrainingStep:
         with self._autocast():
             model.optimize_parameters(current_iter)
         values = [v for v in (getattr(model, "log_dict", None) or {}).values() if isinstance(v, int | float)]
-        if all(map(_finite, values)):
+        if all(map(math.isfinite, values)):
             self.skipped_in_a_row = 0
             return True
         return self._count_skip(current_iter)
@@ -191,10 +192,6 @@ def optimize_stages(model: Any, current_iter: int) -> None:
     step of its stages (what stock BasicSR code and direct callers get; srode's engine runs the stages itself,
     with the run's amp / clipping / accumulation options)."""
     TrainingStep(model, {}, torch.device(getattr(model, "device", "cpu"))).run(model, current_iter)
-
-
-def _finite(value: float) -> bool:
-    return value == value and abs(value) != float("inf")
 
 
 def _ema_step(model: Any) -> None:
