@@ -199,6 +199,7 @@ class TrainingRun:
         self.train_opt: dict[str, Any] = self.opt["train"]
         self.val_opt: dict[str, Any] | None = self.opt.get("val")
         self.epoch = self.current_iter = 0
+        self.saved_at = self.validated_at = -1  # the iteration last saved / validated (finish() does neither twice)
         self.resumed_from: int | None = None
         self.history: list[tuple[int, float]] = []
 
@@ -268,6 +269,7 @@ class TrainingRun:
     def save(self, current_iter: int) -> None:
         """Weights and a resumable state of this iteration; `logger.keep_last: N` then drops older ones."""
         self.model.save(self.epoch, current_iter)
+        self.saved_at = current_iter
         keep_last = int(self.opt["logger"].get("keep_last") or 0)
         if keep_last and self.opt["rank"] == 0:
             paths = self.opt["path"]
@@ -286,6 +288,7 @@ class TrainingRun:
     def validate(self) -> None:
         for loader in self.val_loaders:
             self.model.validation(loader, self.current_iter, self.tb_logger, self.val_opt["save_img"])
+        self.validated_at = self.current_iter
 
     def save_interrupted(self, signal_name: str) -> None:
         self.save(self.current_iter)
@@ -294,13 +297,15 @@ class TrainingRun:
                          "--auto_resume")
 
     def finish(self) -> RunResult:
-        """Save the last and the final weights, validate once more, check DDP ranks agree."""
+        """Save the last and the final weights and validate them (unless the loop just did, at this iteration),
+        check DDP ranks agree."""
         seconds = time.time() - self.start_time
         self.logger.info(f"End of training after {datetime.timedelta(seconds=int(seconds))} ({seconds:.2f} s); "
                          f"{self.step.skipped_total} step(s) skipped for non-finite losses.")
-        self.save(self.current_iter)
+        if self.saved_at != self.current_iter:
+            self.save(self.current_iter)
         self.model.save(epoch=-1, current_iter=-1)
-        if self.val_opt is not None and self.val_loaders:
+        if self.val_opt is not None and self.val_loaders and self.validated_at != self.current_iter:
             self.validate()
         if self.dist:
             _check_ranks_agree(self.model, self.logger)
