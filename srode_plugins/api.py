@@ -14,6 +14,7 @@ import torch
 from srode_plugins import API_VERSION, __version__, compat
 from srode_plugins.checkpoints import atomic_save, load_network_weights, read_state_dict, unwrap_state_dict
 from srode_plugins.compat import RANDOM_INIT_ENV, VGG_WEIGHT_FILES
+from srode_plugins.compat_stages import sr_losses
 from srode_plugins.components import build_component, list_components, load_component
 from srode_plugins.data.demo import DemoPaths, demo_dataset, demo_options
 from srode_plugins.detection import ArchMatch, DetectedNetwork, detect, detect_file, indices, pixel_shuffle_scale
@@ -38,14 +39,6 @@ from srode_plugins.schema import Section as OptionSection
 from srode_plugins.weights import WeightsFile, resolve_weights, torch_cache_checkpoints
 
 compat.apply()  # makes `import basicsr` work for the plugin that imports this API
-
-
-def sr_losses(model: Any, output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-    """BasicSR SRModel's losses of `output` (B, C, H, W) against `target`: `l_pix` from `model.cri_pix`,
-    `l_percep` / `l_style` from `model.cri_perceptual` (each only when the model has it)."""
-    from srode_plugins.compat_stages import sr_losses as stock_sr_losses
-
-    return stock_sr_losses(model, output, target)
 
 
 def train(opt_path: str, *, overrides: list[str] | None = None, demo: bool = False, root: Any = None) -> Any:
